@@ -1,0 +1,30 @@
+"""Helpers shared by the ``tools/*.py`` entry points."""
+
+import sys
+import time
+
+from .errors import WSSSError
+
+
+def run_main(main):
+    """Run ``main()``; turn :class:`WSSSError` into a one-paragraph message and exit code 2."""
+    try:
+        code = main()
+    except WSSSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: finished outputs are kept, rerun to resume", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+class Timer:
+    """Wall-clock seconds since construction, for the one-line stage summaries."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self):
+        return time.perf_counter() - self.start
