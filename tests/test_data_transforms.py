@@ -1,0 +1,152 @@
+"""Sample-dict transforms: geometry on image/mask/maps together, padding values, photometric ops, tensors."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from wsss.data import collate
+from wsss.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, MEAN_UINT8, RANDAUGMENT_OPS, ColorJitter, HFlip,
+                                  Normalize, RandAugment, RandomCrop, ResizeLong, ToTensor, adjust_contrast,
+                                  adjust_hue, adjust_saturation, build_eval_transform, build_train_transform)
+from wsss.errors import ConfigError
+
+H, W = 6, 10
+
+
+def make_sample(h=H, w=W, mask=True, seed=0):
+    rng = np.random.default_rng(seed)
+    m = rng.integers(0, 4, (h, w)).astype(np.uint8)
+    # channel 0 encodes the mask, so alignment after geometry can be checked pixel by pixel
+    image = np.stack([m * 50, rng.integers(0, 256, (h, w)), rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
+    maps = {"sal": m.astype(np.float32) / 3, "hint": np.stack([m == k for k in range(5)], -1).astype(np.float32)}
+    return {"id": "x", "image": image, "label": np.array([1, 0], np.float32), "mask": m if mask else None,
+            "maps": maps}
+
+
+def assert_aligned(s):
+    valid = s["mask"] != 255
+    np.testing.assert_array_equal(s["image"][..., 0][valid], s["mask"][valid] * 50)
+    np.testing.assert_allclose(s["maps"]["sal"][valid], s["mask"][valid] / 3, atol=1e-6)
+    np.testing.assert_array_equal(s["maps"]["hint"][valid].argmax(-1), s["mask"][valid])
+
+
+def test_crop_pads_with_ignore_and_mean():
+    random.seed(0)
+    s = make_sample()
+    offsets = set()
+    for _ in range(60):
+        out = RandomCrop(8)(s)  # H 6 < 8 (padded), W 10 > 8 (cropped)
+        assert out["image"].shape == (8, 8, 3) and out["mask"].shape == (8, 8)
+        assert out["maps"]["hint"].shape == (8, 8, 5)
+        rows = np.flatnonzero((out["mask"] != 255).any(1))
+        dy = rows[0]
+        assert len(rows) == H
+        dx = next(x for x in range(W - 8 + 1) if np.array_equal(out["mask"][dy:dy + H], s["mask"][:, x:x + 8]))
+        offsets.add((int(dy), dx))
+        pad = np.ones((8, 8), bool)
+        pad[dy:dy + H] = False
+        assert (out["mask"][pad] == 255).all() and (out["maps"]["sal"][pad] == 0).all()
+        assert (out["maps"]["hint"][pad] == 0).all() and (out["image"][pad] == MEAN_UINT8).all()
+        np.testing.assert_array_equal(out["image"][dy:dy + H], s["image"][:, dx:dx + 8])
+    assert offsets == {(y, x) for y in range(3) for x in range(3)}  # every placement reachable
+    norm = RandomCrop(12)(Normalize()(s))
+    pad = norm["mask"] == 255
+    assert pad.sum() == 12 * 12 - H * W and (norm["image"][pad] == 0).all()  # float image padded with 0
+
+
+def test_flip_moves_mask_and_maps_together():
+    s = make_sample()
+    out = HFlip(p=1.0)(s)
+    np.testing.assert_array_equal(out["mask"], s["mask"][:, ::-1])
+    np.testing.assert_array_equal(out["image"], s["image"][:, ::-1])
+    np.testing.assert_array_equal(out["maps"]["hint"], s["maps"]["hint"][:, ::-1])
+    assert_aligned(out)
+    assert HFlip(p=0.0)(s) is s
+    assert HFlip(p=1.0)(make_sample(mask=False))["mask"] is None
+
+
+def test_resize_long_keeps_alignment_and_range():
+    random.seed(1)
+    s = make_sample(h=20, w=30)
+    for _ in range(5):
+        out = ResizeLong(45, 60)(s)
+        h, w = out["mask"].shape
+        assert 45 <= w <= 60 and h == round(20 * w / 30) and out["image"].shape[:2] == (h, w)
+        assert out["maps"]["hint"].shape == (h, w, 5) and out["maps"]["sal"].dtype == np.float32
+        assert set(np.unique(out["mask"])) <= set(np.unique(s["mask"]))
+    exact = ResizeLong(60)(s)  # 2x nearest: each pixel becomes a 2x2 block
+    np.testing.assert_array_equal(exact["mask"], s["mask"].repeat(2, 0).repeat(2, 1))
+    const = {**s, "maps": {"c": np.full((20, 30, 5), 0.25, np.float32)}}
+    np.testing.assert_allclose(ResizeLong(45)(const)["maps"]["c"], 0.25, atol=1e-6)
+    with pytest.raises(ConfigError):
+        ResizeLong(60, 45)
+
+
+def test_color_jitter_matches_formulas():
+    s = make_sample()
+    img = s["image"].astype(np.float32)
+    random.seed(3)
+    f = random.uniform(0.7, 1.3)
+    random.seed(3)
+    out = ColorJitter(brightness=0.3)(s)
+    np.testing.assert_array_equal(out["image"], np.round(np.clip(img * f, 0, 255)).astype(np.uint8))
+    assert out["mask"] is s["mask"]
+    gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(adjust_saturation(img, 0.0), np.repeat(gray[..., None], 3, -1), atol=1e-3)
+    np.testing.assert_allclose(adjust_contrast(img, 0.0), np.full_like(img, gray.mean()), atol=1e-3)
+    red = np.zeros((2, 2, 3), np.float32)
+    red[..., 0] = 255
+    np.testing.assert_allclose(adjust_hue(red, 0.5), np.tile([0, 255, 255], (2, 2, 1)), atol=1e-2)  # red -> cyan
+    np.testing.assert_allclose(adjust_hue(img, 0.0), img, atol=1e-2)
+    with pytest.raises(ValueError, match="before Normalize"):
+        ColorJitter(0.3)(Normalize()(s))
+
+
+def test_randaugment_ops_keep_alignment():
+    s = make_sample(h=10, w=10)
+    random.seed(0)
+    for name in RANDAUGMENT_OPS:
+        out = RandAugment(n=1, m=10, ops=[name])(s)
+        assert out["image"].shape == (10, 10, 3) and out["image"].dtype == np.uint8
+        assert out["maps"]["hint"].shape == (10, 10, 5)
+        if name.startswith("Translate"):  # 3-pixel shift: exact, fill 255 / 0
+            valid = out["mask"] != 255
+            assert valid.sum() == 70
+            assert_aligned(out)
+        elif name in ("Rotate", "ShearX", "ShearY"):
+            assert set(np.unique(out["mask"])) <= set(np.unique(s["mask"])) | {255}
+        else:
+            assert out["mask"] is s["mask"] and out["maps"] is s["maps"]
+    with pytest.raises(ConfigError):
+        RandAugment(ops=["Bogus"])
+
+
+def test_normalize_and_totensor():
+    s = make_sample()
+    n = Normalize()(s)
+    px = s["image"][2, 3].astype(np.float32)
+    np.testing.assert_allclose(n["image"][2, 3], (px / 255 - IMAGENET_MEAN) / IMAGENET_STD, rtol=1e-6)
+    t = ToTensor()(n)
+    assert t["image"].dtype == torch.float32 and tuple(t["image"].shape) == (3, H, W)
+    assert t["mask"].dtype == torch.int64 and tuple(t["mask"].shape) == (H, W)
+    assert tuple(t["maps"]["hint"].shape) == (5, H, W) and tuple(t["maps"]["sal"].shape) == (H, W)
+    np.testing.assert_array_equal(t["maps"]["hint"][2].numpy(), s["maps"]["hint"][..., 2])
+    assert t["label"].dtype == torch.float32
+    nomask = ToTensor()(make_sample(mask=False))
+    assert (nomask["mask"] == 255).all() and float(nomask["image"].max()) <= 1.0
+
+
+def test_builders_and_collate():
+    cfg = {"resize_long": [12, 20], "crop": 16, "hflip": True, "color_jitter": 0.3, "randaugment": {"n": 2, "m": 5}}
+    t = build_train_transform(cfg)
+    random.seed(0)
+    batch = collate([t(make_sample(seed=i)) for i in range(3)])
+    assert tuple(batch["image"].shape) == (3, 3, 16, 16) and tuple(batch["mask"].shape) == (3, 16, 16)
+    assert tuple(batch["maps"]["hint"].shape) == (3, 5, 16, 16) and batch["id"] == ["x"] * 3
+    e = build_eval_transform(cfg)(make_sample())
+    assert tuple(e["image"].shape) == (3, H, W)
+    assert tuple(build_eval_transform({"eval_resize_long": 20})(make_sample())["image"].shape) == (3, 12, 20)
+    with pytest.raises(ConfigError, match="crop_size"):
+        build_train_transform({"crop_size": 16})
