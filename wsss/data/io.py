@@ -87,7 +87,7 @@ def load_mask(path):
                 raise DataError(
                     f"mask has mode {im.mode}, expected an index PNG (palette or grayscale)",
                     path=path, fix="convert RGB colour masks to index PNGs (tools/prepare_voc.py)")
-            return np.asarray(im).astype(np.uint8)
+            return np.asarray(im).astype(np.uint8, copy=False)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot decode mask ({e})", path=path, fix="re-create this mask") from None
 
@@ -137,6 +137,9 @@ def load_cam(path):
     for k in ("cam", "hr_cam"):
         if k in data:
             out[k] = np.asarray(data[k], dtype=np.float32)
+    if len(out["keys"]) == out["hr_cam"].shape[0] + 1:
+        # P-NOC's files prepend a background key and shift classes by one: [0, c1 + 1, ...]
+        out["keys"] = out["keys"][1:] - 1
     return out
 
 
