@@ -9,6 +9,7 @@ Conventions (see CONTRIBUTING.md):
 """
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -22,6 +23,11 @@ from ..errors import DataError
 
 def voc_palette(n=256):
     """The standard PASCAL VOC colour map as a flat list of 3*n ints."""
+    return list(_voc_palette(n))
+
+
+@functools.lru_cache(maxsize=None)
+def _voc_palette(n):
     pal = np.zeros((n, 3), dtype=np.uint8)
     for i in range(n):
         c, r, g, b = i, 0, 0, 0
@@ -31,7 +37,7 @@ def voc_palette(n=256):
             b |= ((c >> 2) & 1) << (7 - j)
             c >>= 3
         pal[i] = (r, g, b)
-    return pal.reshape(-1).tolist()
+    return tuple(pal.reshape(-1).tolist())
 
 
 @contextlib.contextmanager
