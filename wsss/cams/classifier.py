@@ -1,0 +1,43 @@
+"""The CAM classifier: backbone -> 1x1 convolution without bias -> CAMs A; logits = GAP(A)."""
+
+from torch import nn
+
+from ..backbones import build_backbone
+from ..errors import ConfigError
+from .losses import gap2d
+
+
+def backbone_from_config(cfg, **overrides):
+    """``build_backbone`` from ``cfg["model"]`` (``backbone``, ``output_stride`` (16),
+    ``norm_mode`` (train), ``weights``, ``backbone_kwargs``); ``overrides`` replace those keys."""
+    m = {**(cfg.get("model") or {}), **overrides}
+    if not m.get("backbone"):
+        raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
+    return build_backbone(m["backbone"], output_stride=int(m.get("output_stride", 16)),
+                          norm_mode=m.get("norm_mode", "train"), weights=m.get("weights"),
+                          **(m.get("backbone_kwargs") or {}))
+
+
+class Classifier(nn.Module):
+    """``forward(x) -> (logits (B, C), cams (B, C, h, w))``; ``cams`` are raw (before ReLU).
+
+    ``head`` is the 1x1 convolution (Kaiming-normal init, as the reference), applied to the
+    backbone's ``feature`` map (``c5``: the output-stride features).
+    """
+
+    def __init__(self, backbone, num_classes, feature="c5"):
+        super().__init__()
+        self.backbone = backbone
+        self.feature = feature
+        self.head = nn.Conv2d(backbone.channels[feature], num_classes, 1, bias=False)
+        nn.init.kaiming_normal_(self.head.weight)
+
+    def forward(self, x):
+        cams = self.head(self.backbone(x)[self.feature])
+        return gap2d(cams), cams
+
+    @classmethod
+    def from_config(cls, cfg, num_classes, **overrides):
+        """Build from ``cfg["model"]``; ``overrides`` (e.g. ``norm_mode="frozen"``) replace its keys."""
+        return cls(backbone_from_config(cfg, **overrides), num_classes)
+
