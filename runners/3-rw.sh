@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Stage 3, random walk: affinity labels from the stage-1 CAMs (+ the stage-2 saliency when it is
+# there), AffinityNet (IRN boundary head on a frozen backbone), pseudo masks by the sparse random
+# walk; the pseudo masks are scored against the ground truth next to the CAMs they came from.
+#
+#   bash runners/3-rw.sh                                        # synthetic benchmark on the CPU
+#   DATASET=voc DATA_ROOT=/data/VOC2012 PRIORS=experiments/voc_pnoc \
+#     SALIENCY=experiments/voc_poolnet/saliency/train_aug GPUS=4 WORKERS=16 bash runners/3-rw.sh
+#
+# Environment (defaults in brackets):
+#   DATASET      synthetic | voc | coco                                   [synthetic]
+#   DATA_ROOT    dataset root                                             [data/$DATASET]
+#   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
+#   WORKERS      CRF processes (affinity labels, pseudo-mask CRF)          [2]
+#   EXP_ROOT     experiments folder                                       [experiments]
+#   PRIORS       stage-1 experiment (cams/<split>, checkpoints/)          [$EXP_ROOT/${DATASET}_cam]
+#   SALIENCY     saliency maps of the training split; unset: stage 2's PoolNet maps if present,
+#                else the saliency-free rule (method.labels_fallback)
+#   EXP          this stage's folder                                      [$EXP_ROOT/${DATASET}_rw]
+#   TRAIN_SPLIT  split of the labels, the training and the pseudo masks  [the config's data.train_split]
+#   EVAL_SPLITS  splits whose pseudo masks are scored (must be in TRAIN_SPLIT or get CAMs)  [train]
+#   OVERRIDES    extra key=value config overrides, space-separated
+# Outputs: $EXP/aff_labels, $EXP (checkpoints), $EXP/pseudo/<split> (index PNGs for stage 4).
+# Reruns skip finished work; OVERWRITE=1 redoes everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATASET=${DATASET:-synthetic}
+DATA_ROOT=${DATA_ROOT:-data/$DATASET}
+GPUS=${GPUS:-0}
+WORKERS=${WORKERS:-2}
+EXP_ROOT=${EXP_ROOT:-experiments}
+PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_cam}
+EXP=${EXP:-$EXP_ROOT/${DATASET}_rw}
+EVAL_SPLITS=${EVAL_SPLITS:-train}
+OVERRIDES=${OVERRIDES:-}
+OVERWRITE=${OVERWRITE:-0}
+CONFIG=configs/$DATASET/affinity.yaml
+
+if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python}; fi
+if [ "$GPUS" -gt 1 ]; then
+  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
+else
+  LAUNCH=("$PY")
+  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
+fi
+# shellcheck disable=SC2206
+EXTRA=($OVERRIDES)
+FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
+
+config_value() {  # config_value CONFIG dotted.key -> value after inheritance (empty if unset)
+  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
+v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
+}
+
+TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
+TRAIN_SPLIT=${TRAIN_SPLIT:-train}
+CAMS=$PRIORS/cams/$TRAIN_SPLIT
+if [ ! -d "$CAMS" ]; then
+  echo "[3-rw] no CAMs in $CAMS: run runners/1-priors.sh first (or set PRIORS)" >&2
+  exit 2
+fi
+SALIENCY=${SALIENCY:-}
+if [ -z "$SALIENCY" ] && [ -d "$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT" ]; then
+  SALIENCY=$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT
+fi
+SAL=(); [ -n "$SALIENCY" ] && SAL=(--saliency "$SALIENCY")
+echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENCY}${SALIENCY:-(no saliency)}"
+"$PY" tools/make_affinity_labels.py --config "$CONFIG" --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --cams "$CAMS" \
+  "${SAL[@]}" --out "$EXP/aff_labels" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
+
+# Without ImageNet weights (synthetic), the frozen backbone is the CAM network's.
+INIT=(); [ "$DATASET" = synthetic ] && INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth")
+echo "[3-rw] train AffinityNet -> $EXP"
+"${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
+  --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"
+
+echo "[3-rw] pseudo masks of $TRAIN_SPLIT -> $EXP/pseudo/$TRAIN_SPLIT"
+"${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
+  --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}"
+
+RESULTS=()
+for split in $EVAL_SPLITS; do
+  echo "[3-rw] evaluate $split: CAMs and pseudo masks"
+  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$split" --pred "$CAMS" --mode cam --no-contour \
+    --out "$EXP/eval_cam_$split.json" "${FORCE[@]}" | tail -n 1
+  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$split" --pred "$EXP/pseudo/$TRAIN_SPLIT" --mode png \
+    --no-contour --out "$EXP/eval_rw_$split.json" "${FORCE[@]}" | tail -n 1
+  RESULTS+=("$EXP/eval_cam_$split.json" "$EXP/eval_rw_$split.json")
+done
+"$PY" - "${RESULTS[@]}" <<'EOF'
+import json, sys
+from pathlib import Path
+print(f"{'masks':34s} {'split':8s} {'mIoU':>7s} {'thr':>5s}")
+for p in map(Path, sys.argv[1:]):
+    r = json.loads(p.read_text())
+    thr = r.get("threshold")
+    print(f"{p.stem:34s} {r.get('split', ''):8s} {r['miou']:7.2f} {'-' if thr is None else f'{thr:.2f}':>5s}")
+EOF
+echo "[3-rw] pseudo masks for stage 4: $EXP/pseudo/$TRAIN_SPLIT"

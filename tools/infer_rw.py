@@ -1,0 +1,177 @@
+"""Pseudo masks by the random walk: AffinityNet boundaries + sparse walk of the CAMs.
+
+    python tools/infer_rw.py --exp experiments/rw/affinitynet --split train_aug \
+        --cams experiments/pnoc/cams/train_aug --out experiments/rw/pseudo/train_aug --workers 8
+    torchrun --nproc_per_node=4 tools/infer_rw.py ...     # shards the images over the ranks
+
+Per image (``wsss.affinity``): boundary map of the image and its flip (padded to
+``infer.pad_size``), stride-4 CAMs times (1 - boundary), walked by T = column-normalised A^beta
+applied 2^logt times with sparse products (``infer.beta`` / ``logt`` / ``radius``, IRN 10 / 8 /
+5), bilinear x4, divided by the max, background padded at ``infer.bg_threshold`` (P-NOC 0.3;
+or psa's walked ``(1 - max)^bg_alpha`` channel), argmax, optional label CRF (``infer.crf``,
+P-NOC: t 1, gt_prob 0.9) in ``--workers`` processes. Writes ``<out>/<id>.png`` (VOC-palette
+index PNG) atomically, skips finished images unless ``--overwrite``, saves the effective config
+as ``<out>/config.yaml``; ``--save-rw DIR`` also writes the walked scores as CAM files
+(``keys``, ``cam`` stride 4, ``hr_cam``) for threshold sweeps with tools/evaluate.py.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from wsss.affinity.net import build_affinity_net
+from wsss.affinity.random_walk import RW_PRESETS, propagate_batch, upsample_walk
+from wsss.cli import Timer, run_main
+from wsss.config import load_config, save_config
+from wsss.data import build_dataset, detect_dataset
+from wsss.data.io import find_cam, load_cam, save_cam
+from wsss.data.transforms import build_eval_transform
+from wsss.engine import barrier, init_distributed, load_weights, resolve_device, shard
+from wsss.engine.checkpoint import extract_state_dict, load_checkpoint
+from wsss.engine.distributed import all_reduce_sum
+from wsss.errors import ConfigError, DataError
+from wsss.postprocess.crf import parallel_map
+from wsss.postprocess.pseudo import foreground_keys, pad_background, pseudo_mask_job
+
+INFER_DEFAULTS = {"preset": "irn", "mask_edge": True, "pad_size": 512, "bg_threshold": 0.25, "bg_alpha": None,
+                  "crf": None, "batch_size": 4, "num_workers": 1, "dtype": "float64", "device": "auto"}
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--exp", required=True, help="experiment folder of tools/train_affinity.py")
+    p.add_argument("--split", required=True, help="split to process, e.g. train")
+    p.add_argument("--cams", required=True, help="folder of <id>.npz CAM files of that split")
+    p.add_argument("--out", default=None, help="pseudo-mask folder (default: <exp>/pseudo/<split>)")
+    p.add_argument("--save-rw", default=None, help="also write the walked scores as CAM files here")
+    p.add_argument("--data", default=None, help="dataset root (default: data.root of the experiment)")
+    p.add_argument("--checkpoint", default=None, help="weights (default: <exp>/checkpoints/last.pth)")
+    p.add_argument("--workers", type=int, default=1, help="processes for the CRF / PNG writing")
+    p.add_argument("--overwrite", action="store_true", help="recompute images whose mask exists")
+    p.add_argument("overrides", nargs="*", help="config overrides key.sub=value (e.g. infer.bg_threshold=0.3)")
+    return p.parse_args(argv)
+
+
+def resolve_config(args):
+    cfg = load_config(Path(args.exp) / "config.yaml", args.overrides)
+    infer = {**INFER_DEFAULTS, **(cfg.get("infer") or {})}
+    cfg["infer"] = infer = {**RW_PRESETS.get(infer["preset"]), **infer}
+    if (infer["bg_threshold"] is None) == (infer["bg_alpha"] is None):
+        raise ConfigError("set exactly one of infer.bg_threshold (IRN/P-NOC) and infer.bg_alpha (psa)",
+                          fix="e.g. infer.bg_alpha=null for the threshold")
+    if infer["dtype"] not in DTYPES:
+        raise ConfigError(f"infer.dtype={infer['dtype']!r}", fix=f"use one of {', '.join(DTYPES)}")
+    if args.data:
+        cfg["data"]["root"] = args.data
+    if cfg["data"].get("dataset", "auto") == "auto":
+        cfg["data"]["dataset"] = detect_dataset(cfg["data"]["root"])
+    return cfg
+
+
+def load_net(cfg, path, device):
+    """AffinityNet with the weights of a train_affinity checkpoint (its ``net.*`` entries)."""
+    net = build_affinity_net(cfg, load_backbone=False)
+    state = extract_state_dict(load_checkpoint(path))
+    load_weights(net, {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}, strict=True, path=path)
+    return net.to(device).eval()
+
+
+class WalkInputs(torch.utils.data.Dataset):
+    """Normalised image, stride-4 CAMs and keys of the selected dataset indices."""
+
+    def __init__(self, dataset, indices, cam_dir):
+        self.dataset, self.indices, self.cam_dir = dataset, list(indices), cam_dir
+        self.transform = build_eval_transform({})
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        index = self.indices[i]
+        sample = self.transform(self.dataset[index])
+        path = find_cam(self.cam_dir, sample["id"])
+        cam = load_cam(path)
+        h, w = sample["image"].shape[1:]
+        grid = ((h + 3) // 4, (w + 3) // 4)
+        if "cam" in cam:
+            cams = torch.from_numpy(cam["cam"])
+        else:  # P-NOC's fallback: the image-size CAMs resized to the stride-4 grid
+            cams = torch.nn.functional.interpolate(torch.from_numpy(cam["hr_cam"])[None], size=grid,
+                                                   mode="bilinear", align_corners=False)[0]
+        if tuple(cams.shape[1:]) != grid:
+            raise DataError(f"stride-4 CAMs are {tuple(cams.shape[1:])}, expected {grid} for a {h}x{w} image",
+                            path=path, fix="re-run tools/infer_cam.py on this split")
+        keys = foreground_keys(cam["keys"], cams.shape[0], path=path)
+        return {"index": index, "id": sample["id"], "image": sample["image"], "cams": cams.float(), "keys": keys}
+
+
+def walk(net, items, infer, device):
+    """Boundary maps + batched random walk -> per item (image-size scores, stride-4 walk)."""
+    sizes = [tuple(it["image"].shape[1:]) for it in items]
+    hh, ww = max(s[0] for s in sizes), max(s[1] for s in sizes)
+    images = torch.zeros(len(items), 3, hh, ww)
+    for i, it in enumerate(items):
+        images[i, :, :sizes[i][0], :sizes[i][1]] = it["image"]
+    edges = net.edge_map(images.to(device), sizes, pad_size=int(infer["pad_size"]))
+    rws = propagate_batch([it["cams"].to(device) for it in items], edges, beta=float(infer["beta"]),
+                          logt=int(infer["logt"]), radius=int(infer["radius"]), mask_edge=bool(infer["mask_edge"]),
+                          bg_alpha=infer["bg_alpha"], dtype=DTYPES[infer["dtype"]])
+    return [(upsample_walk(rw, size).cpu().numpy(), rw.cpu().numpy()) for rw, size in zip(rws, sizes)]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    timer = Timer()
+    cfg = resolve_config(args)
+    infer, data = cfg["infer"], cfg["data"]
+    out = Path(args.out or Path(args.exp) / "pseudo" / args.split)
+    if not Path(args.cams).is_dir():
+        raise ConfigError("CAM folder not found", path=args.cams, fix="run tools/infer_cam.py for this split")
+    rank, world = init_distributed()
+    device = resolve_device(infer["device"])
+    dataset = build_dataset(data["dataset"], data["root"], args.split)
+    mine = shard(range(len(dataset)), rank, world)
+    todo = [i for i in mine if args.overwrite or not (out / f"{dataset.ids[i]}.png").is_file()]
+    net = load_net(cfg, args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth", device)
+    loader = DataLoader(WalkInputs(dataset, todo, args.cams), batch_size=int(infer["batch_size"]),
+                        num_workers=int(infer["num_workers"]), collate_fn=list)
+
+    def index_maps():
+        for items in loader:
+            for it, (scores, rw) in zip(items, walk(net, items, infer, device)):
+                if args.save_rw:
+                    body = scores[1:] if infer["bg_alpha"] is not None else scores
+                    save_cam(Path(args.save_rw) / f"{it['id']}.npz", it["keys"],
+                             rw[-len(it["keys"]):] / max(float(rw.max()), 1e-12) if len(it["keys"]) else rw[:0], body)
+                if infer["bg_alpha"] is not None:
+                    index = scores.argmax(0) if len(scores) else np.zeros(scores.shape[1:], np.int64)
+                else:
+                    index = pad_background(scores, threshold=float(infer["bg_threshold"])).argmax(0)
+                yield it["index"], index.astype(np.uint8), it["keys"]
+
+    state = {"dataset": dataset, "out_dir": out, "crf": infer["crf"]}
+    fg = []
+    with torch.inference_mode():
+        jobs = parallel_map(pseudo_mask_job, index_maps(), workers=args.workers, state=state)
+        for _, frac in tqdm(jobs, total=len(todo), desc=f"random walk {args.split}", disable=rank != 0,
+                            dynamic_ncols=True, mininterval=1.0):
+            fg.append(frac)
+    done, skipped, fg_sum = all_reduce_sum([len(todo), len(mine) - len(todo), sum(fg)], device)
+    barrier()
+    if rank == 0:
+        save_config(cfg | {"rw_cli": {"exp": str(args.exp), "split": args.split, "cams": str(args.cams),
+                                      "out": str(out)}}, out / "config.yaml")
+        bg = f"bg {infer['bg_threshold']}" if infer["bg_alpha"] is None else f"bg alpha {infer['bg_alpha']}"
+        print(f"[infer_rw] {data['dataset']}/{args.split}: {int(done)} masks, {int(skipped)} skipped (done before), "
+              f"beta {infer['beta']} logt {infer['logt']} radius {infer['radius']} {bg}, crf {infer['crf']}, "
+              f"fg {100 * fg_sum / max(done, 1):.1f}%, {world} process(es), {timer.seconds:.1f}s -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,28 @@
+"""The random-walk stage: affinity labels, AffinityNet (IRN boundary head), sparse random walk.
+
+    labels.py       affinity labels from CAMs (+ saliency) and dense CRF (LABEL_RULES)
+    pairs.py        pixel pairs within a radius, affinities from a boundary map
+    net.py          AffinityNet, its loss, AffinityTask (training through wsss.engine)
+    random_walk.py  T = column-normalised A^beta applied 2^logt times by sparse products
+
+Names are imported lazily so that CRF worker processes (which only need ``labels``) do not
+pay for torch and the engine.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "LABEL_RULES": "labels", "affinity_labels": "labels", "rule_params": "labels", "combine_confident": "labels",
+    "PairIndex": "pairs", "search_offsets": "pairs", "path_cells": "pairs", "grid_affinities": "pairs",
+    "AffinityNet": "net", "AffinityTask": "net", "affinity_loss": "net", "build_affinity_net": "net",
+    "RW_PRESETS": "random_walk", "propagate": "random_walk",
+    "transition_matrix": "random_walk",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
