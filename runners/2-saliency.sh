@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Stage 2, saliency (P-NOC pipeline): C2AM-H trained with the stage-1 CAMs as hints, its 0/255
+# masks (multi-scale + flip, dCRF) of the training split, PoolNet trained on those masks, PoolNet
+# maps (0..255) of the training and evaluation splits; binary fg/bg mIoU of both against the
+# ground truth next to the trivial baselines (all foreground, all background, max CAM thresholded).
+#
+#   bash runners/2-saliency.sh                                  # synthetic benchmark on the CPU
+#   DATASET=voc DATA_ROOT=/data/VOC2012 PRIORS=experiments/voc_pnoc GPUS=4 bash runners/2-saliency.sh
+#   SALIENCY=/path/to/maps bash runners/2-saliency.sh           # only score saliency made elsewhere
+#
+# Environment (defaults in brackets):
+#   DATASET      synthetic | voc | coco                                   [synthetic]
+#   DATA_ROOT    dataset root                                             [data/$DATASET]
+#   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
+#   EXP_ROOT     experiments folder                                       [experiments]
+#   PRIORS       stage-1 experiment whose cams/<split> are the hints      [$EXP_ROOT/${DATASET}_cam]
+#   TRAIN_SPLIT  training split                                           [the config's data.train_split]
+#   EVAL_SPLITS  splits whose saliency is scored                          [val]
+#   SALIENCY     a folder of <id>.png 0..255 maps made elsewhere: score it, train nothing
+#   OVERRIDES    extra key=value overrides for both trainings, space-separated
+# Outputs: $EXP_ROOT/${DATASET}_ccamh/saliency/<split>, $EXP_ROOT/${DATASET}_poolnet/saliency/<split>
+# (the maps stage 3 reads; any folder of <id>.png 0..255 maps works there too).
+# Reruns skip finished work; OVERWRITE=1 redoes everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATASET=${DATASET:-synthetic}
+DATA_ROOT=${DATA_ROOT:-data/$DATASET}
+GPUS=${GPUS:-0}
+EXP_ROOT=${EXP_ROOT:-experiments}
+PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_cam}
+EVAL_SPLITS=${EVAL_SPLITS:-val}
+SALIENCY=${SALIENCY:-}
+OVERRIDES=${OVERRIDES:-}
+OVERWRITE=${OVERWRITE:-0}
+CCAMH=$EXP_ROOT/${DATASET}_ccamh
+POOLNET=$EXP_ROOT/${DATASET}_poolnet
+
+if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python}; fi
+if [ "$GPUS" -gt 1 ]; then
+  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
+else
+  LAUNCH=("$PY")
+  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
+fi
+# shellcheck disable=SC2206
+EXTRA=($OVERRIDES)
+FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
+
+config_value() {  # config_value CONFIG dotted.key -> value after inheritance (empty if unset)
+  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
+v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
+}
+
+infer() {  # infer EXP SPLIT [args...]: saliency PNGs of SPLIT into EXP/saliency/SPLIT
+  local exp=$1 split=$2; shift 2
+  echo "[2-saliency] saliency of $split <- $exp"
+  "${LAUNCH[@]}" tools/infer_saliency.py --exp "$exp" --split "$split" --data "$DATA_ROOT" \
+    --out "$exp/saliency/$split" "${FORCE[@]}" "$@"
+}
+
+evaluate() {  # evaluate NAME SPLIT PRED OUT_JSON: binary fg/bg mIoU of a folder of PNGs
+  echo "[2-saliency] evaluate $1 on $2"
+  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode saliency \
+    --out "$4" "${FORCE[@]}" | tail -n 1
+}
+
+print_table() {  # print_table JSON...: one line per evaluation
+  "$PY" - "$@" <<'EOF'
+import json, sys
+from pathlib import Path
+print(f"{'saliency':44s} {'split':8s} {'mIoU':>7s} {'thr':>5s}")
+for p in map(Path, sys.argv[1:]):
+    r = json.loads(p.read_text())
+    print(f"{str(p.parent.name) + '/' + p.stem:44s} {r['split']:8s} {r['miou']:7.2f} {r['threshold']:5.2f}")
+EOF
+}
+
+if [ -n "$SALIENCY" ]; then  # plug-in: score external maps only
+  RESULTS=()
+  for split in $EVAL_SPLITS; do
+    evaluate "$SALIENCY" "$split" "$SALIENCY" "$SALIENCY/eval_saliency_$split.json"
+    RESULTS+=("$SALIENCY/eval_saliency_$split.json")
+  done
+  print_table "${RESULTS[@]}"
+  exit 0
+fi
+
+TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "configs/$DATASET/ccam.yaml" data.train_split)}
+TRAIN_SPLIT=${TRAIN_SPLIT:-train}
+if [ ! -d "$PRIORS/cams/$TRAIN_SPLIT" ]; then
+  echo "[2-saliency] no CAMs in $PRIORS/cams/$TRAIN_SPLIT: run runners/1-priors.sh first (or set PRIORS)" >&2
+  exit 2
+fi
+
+# Without ImageNet weights (synthetic), C2AM-H starts from the stage-1 CAM network's backbone
+# and PoolNet from C2AM-H's, as the published ones start from ImageNet weights.
+CC_INIT=(); PN_INIT=()
+if [ "$DATASET" = synthetic ]; then
+  CC_INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.")
+  PN_INIT=("model.backbone_init=$CCAMH/checkpoints/last.pth")
+fi
+
+echo "[2-saliency] train C2AM-H (hints: $PRIORS/cams/$TRAIN_SPLIT) -> $CCAMH"
+"${LAUNCH[@]}" tools/train_saliency.py --method ccam --config "configs/$DATASET/ccam.yaml" --data "$DATA_ROOT" \
+  --exp "$CCAMH" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "method.cam_dir=$PRIORS/cams/$TRAIN_SPLIT" \
+  "${CC_INIT[@]}" "${EXTRA[@]}"
+infer "$CCAMH" "$TRAIN_SPLIT"
+
+echo "[2-saliency] train PoolNet on $CCAMH/saliency/$TRAIN_SPLIT -> $POOLNET"
+"${LAUNCH[@]}" tools/train_saliency.py --method poolnet --config "configs/$DATASET/poolnet.yaml" \
+  --data "$DATA_ROOT" --exp "$POOLNET" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" \
+  "method.sal_dir=$CCAMH/saliency/$TRAIN_SPLIT" "${PN_INIT[@]}" "${EXTRA[@]}"
+infer "$POOLNET" "$TRAIN_SPLIT"
+
+RESULTS=()
+for split in $EVAL_SPLITS; do
+  [ "$split" = "$TRAIN_SPLIT" ] || { infer "$CCAMH" "$split"; infer "$POOLNET" "$split"; }
+  evaluate C2AM-H "$split" "$CCAMH/saliency/$split" "$CCAMH/eval_saliency_$split.json"
+  evaluate PoolNet "$split" "$POOLNET/saliency/$split" "$POOLNET/eval_saliency_$split.json"
+  RESULTS+=("$CCAMH/eval_saliency_$split.json" "$POOLNET/eval_saliency_$split.json")
+  for trivial in all-fg all-bg; do  # trivial baselines: everything salient, nothing salient
+    dir=$EXP_ROOT/${DATASET}_saliency_$trivial
+    "$PY" tools/infer_saliency.py --method "$trivial" --split "$split" --data "$DATA_ROOT" --out "$dir/$split" \
+      "${FORCE[@]}" | tail -n 1
+    evaluate "$trivial" "$split" "$dir/$split" "$dir/eval_saliency_$split.json"
+    RESULTS+=("$dir/eval_saliency_$split.json")
+  done
+  if [ -d "$PRIORS/cams/$split" ]; then  # baseline: the max foreground CAM, thresholded
+    "$PY" tools/infer_saliency.py --method cam-max --split "$split" --data "$DATA_ROOT" \
+      --out "$PRIORS/cam_max/$split" "method.cam_dir=$PRIORS/cams/$split" "${FORCE[@]}" | tail -n 1
+    evaluate cam-max "$split" "$PRIORS/cam_max/$split" "$PRIORS/cam_max/eval_saliency_$split.json"
+    RESULTS+=("$PRIORS/cam_max/eval_saliency_$split.json")
+  fi
+done
+print_table "${RESULTS[@]}"
+echo "[2-saliency] saliency for stage 3: $POOLNET/saliency/$TRAIN_SPLIT (C2AM-H masks: $CCAMH/saliency/$TRAIN_SPLIT)"

@@ -1,0 +1,139 @@
+"""The saliency methods behind ``--method``: how each is trained (if at all) and how it predicts.
+
+==========  ===========================================  ==================================
+method      training data                                written PNG
+==========  ===========================================  ==================================
+``ccam``    images + CAM hints (``method.cam_dir``);     0/255: threshold + 2-label dCRF
+            ``method.hint_weight=0`` = plain C2AM        (``infer.binarize=false``: 0..255)
+``poolnet`` images + saliency PNGs (``method.sal_dir``)  0..255: sigmoid * 255
+``cam-max`` none (reads ``method.cam_dir``)              0..255: max foreground CAM * 255
+``all-fg``  none                                         255 everywhere (trivial baseline)
+``all-bg``  none                                         0 everywhere (trivial baseline)
+==========  ===========================================  ==================================
+
+A method's ``predictor(cfg, state_dict, device)`` returns ``predict(samples) -> [uint8 (H, W)]``
+for a list of sample dicts of the untransformed dataset (``id``, ``image`` uint8 RGB); images of
+equal size run as one batch.
+"""
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..data.io import find_cam, load_cam
+from ..engine import load_weights
+from ..errors import ConfigError
+from . import SALIENCY_METHODS
+from .datasets import CamHintDataset, SaliencyTargetDataset, build_saliency_transform, hint_from_cam
+from .infer import binarize, by_shape, ccam_activations, poolnet_saliencies, to_uint8
+from .task import C2AMTask, PoolNetTask
+
+
+def _method_dir(cfg, key, method):
+    value = (cfg.get("method") or {}).get(key)
+    if not value:
+        raise ConfigError(f"method.{key} is not set", fix=f"pass method.{key}=<folder> (see configs/*/{method}.yaml)")
+    return Path(value)
+
+
+def batched(fn):
+    """``predict(samples)`` from ``fn(equal-size images) -> maps``, one call per image size."""
+    def predict(samples):
+        images = [s["image"] for s in samples]
+        out = [None] * len(images)
+        for group in by_shape(images):
+            for i, m in zip(group, fn([images[i] for i in group])):
+                out[i] = m
+        return out
+
+    return predict
+
+
+class _TrainedMethod:
+    """Shared loading of a trained task's weights."""
+
+    task = None
+
+    def build(self, cfg, state_dict, device):
+        if state_dict is not None:  # the trained weights replace any initialisation
+            cfg = {**cfg, "model": {**(cfg.get("model") or {}), "weights": None, "backbone_init": None}}
+        task = self.task(cfg)
+        if state_dict is not None:
+            load_weights(task, state_dict, strict=True)
+        return task.model.to(device).eval()
+
+
+@SALIENCY_METHODS.register("ccam")
+class CCAMMethod(_TrainedMethod):
+    """C2AM-H (C2AM when ``method.hint_weight=0``)."""
+
+    task = C2AMTask
+
+    def train_dataset(self, cfg, base):
+        transform = build_saliency_transform(cfg.get("augment"))
+        if float((cfg.get("method") or {}).get("hint_weight", 1.0)) > 0:
+            return CamHintDataset(base, _method_dir(cfg, "cam_dir", "ccam"), transform)
+        base.transform = transform
+        return base
+
+    def predictor(self, cfg, state_dict, device="cpu"):
+        model = self.build(cfg, state_dict, device)
+        inf = cfg.get("infer") or {}
+        scales = tuple(inf.get("scales", (0.5, 1.0, 1.5, 2.0)))
+        flip, threshold, crf = bool(inf.get("flip", True)), float(inf.get("threshold", 0.2)), inf.get("crf", "irn")
+        binary = bool(inf.get("binarize", True))
+
+        def finish(image, act):
+            return binarize(image, act, threshold, crf) if binary else to_uint8(act)
+
+        return batched(lambda images: [finish(im, a) for im, a in
+                                       zip(images, ccam_activations(model, images, scales, flip, device))])
+
+
+@SALIENCY_METHODS.register("poolnet")
+class PoolNetMethod(_TrainedMethod):
+    """PoolNet trained on another method's saliency PNGs."""
+
+    task = PoolNetTask
+
+    def train_dataset(self, cfg, base):
+        return SaliencyTargetDataset(base, _method_dir(cfg, "sal_dir", "poolnet"),
+                                     build_saliency_transform(cfg.get("augment")))
+
+    def predictor(self, cfg, state_dict, device="cpu"):
+        model = self.build(cfg, state_dict, device)
+        min_side = int((cfg.get("infer") or {}).get("min_side", 100))
+        return batched(lambda images: [to_uint8(p) for p in poolnet_saliencies(model, images, min_side, device)])
+
+
+@SALIENCY_METHODS.register("cam-max")
+class CamMaxMethod:
+    """Training-free baseline: the max over present classes of the image's CAMs."""
+
+    task = None
+
+    def predictor(self, cfg, state_dict=None, device="cpu"):
+        cam_dir = _method_dir(cfg, "cam_dir", "cam-max")
+
+        def one(sample):
+            path = find_cam(cam_dir, sample["id"])
+            return to_uint8(hint_from_cam(load_cam(path), sample["image"].shape[:2], path))
+
+        return lambda samples: [one(s) for s in samples]
+
+
+class ConstantMethod:
+    """Trivial baselines: every pixel salient (``all-fg``, 255) or none (``all-bg``, 0)."""
+
+    task = None
+
+    def __init__(self, value):
+        self.value = value
+
+    def predictor(self, cfg, state_dict=None, device="cpu"):
+        return lambda samples: [np.full(s["image"].shape[:2], self.value, np.uint8) for s in samples]
+
+
+SALIENCY_METHODS.register("all-fg")(partial(ConstantMethod, 255))
+SALIENCY_METHODS.register("all-bg")(partial(ConstantMethod, 0))
