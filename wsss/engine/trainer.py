@@ -248,7 +248,10 @@ class Trainer:
                 for k, v in out.items():
                     step_vals[k] = step_vals.get(k, 0.0) + _scalar(v) / accumulate
             for opt in self.optimizers.values():
-                self.scaler.step(opt)
+                # An optimizer none of whose parameters got a gradient this step is skipped
+                # (GradScaler refuses to step it; plain SGD would skip every parameter anyway).
+                if any(p.grad is not None for g in opt.param_groups for p in g["params"]):
+                    self.scaler.step(opt)
             self.scaler.update()
             lrs = self._lrs()
             self.step += 1
