@@ -17,8 +17,8 @@
 #   MASKS        pseudo masks of the training split (or "gt": supervised upper bound)
 #                                                      [$EXP_ROOT/${DATASET}_rw/pseudo/<train split>]
 #   PRIORS       stage-1 experiment; on synthetic (no ImageNet weights) the segmentation backbone
-#                starts from its CAM network when $PRIORS/checkpoints/last.pth exists
-#                                                                         [$EXP_ROOT/${DATASET}_cam]
+#                starts from its CAM network (net.backbone.) when $PRIORS/checkpoints/last.pth
+#                exists; its cams/<split> are drawn in the panels     [$EXP_ROOT/${DATASET}_cam]
 #   SELECT_ON    pseudo | gt | none (gt = optimistic protocol, recorded in the report)  [pseudo]
 #   EXP          this stage's folder                                      [$EXP_ROOT/${DATASET}_$MODEL]
 #   EVAL_SPLITS  splits predicted and scored                              [val]
@@ -73,7 +73,7 @@ c = get_dotted(load_config(sys.argv[1]), 'infer.crf') or 'deeplab'; \
 print(c if isinstance(c, str) else c.get('preset', 'irn'))" "$CONFIG")
 INIT=()
 if [ "$DATASET" = synthetic ] && [ -f "$PRIORS/checkpoints/last.pth" ]; then
-  INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth")
+  INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
 fi
 
 echo "[4-segmentation] train $MODEL on $MASKS (selection on $SELECT_ON) -> $EXP"
@@ -83,7 +83,7 @@ echo "[4-segmentation] train $MODEL on $MASKS (selection on $SELECT_ON) -> $EXP"
 RESULTS=()
 for split in $EVAL_SPLITS; do
   echo "[4-segmentation] predict $split (multi-scale + flip, raw and dCRF)"
-  "${LAUNCH[@]}" tools/infer_seg.py --exp "$EXP" --split "$split" --data "$DATA_ROOT" --crf \
+  "${LAUNCH[@]}" tools/infer_seg.py --exp "$EXP" --split "$split" --data "$DATA_ROOT" --crf config \
     --workers "$WORKERS" "${FORCE[@]}" | tail -n 1
   CRF_DIR=$EXP/pred/$split/crf_$CRF_PRESET
   for kind in raw crf; do

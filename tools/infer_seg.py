@@ -9,7 +9,7 @@ size (``wsss.segmentation.multiscale_logits``), then
 - ``<out>/raw/<id>.png``: argmax of the logits;
 - with ``--crf PRESET`` also ``<out>/crf_<PRESET>/<id>.png``: argmax of the dense-CRF marginals
   of softmax(logits) (presets: ``wsss.postprocess.CRF_PRESETS``; ``deeplab`` = DeepLab's t 10,
-  gaussian 1/3, bilateral 67/3/4); ``--crf`` alone uses the config's ``infer.crf`` (a preset
+  gaussian 1/3, bilateral 67/3/4); ``--crf config`` uses the config's ``infer.crf`` (a preset
   name or ``{preset: psa, t: 1}``).
 
 ``<out>`` defaults to ``<exp>/pred/<split>``. Images whose PNGs exist are skipped unless
@@ -53,8 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--data", default=None, help="dataset root (default: the training config's data.root)")
     p.add_argument("--checkpoint", default="auto",
                    help="best | last | auto (best if present, else last) | a checkpoint path")
-    p.add_argument("--crf", nargs="?", const="config", default=None, metavar="PRESET",
-                   help="also write dCRF-refined masks: with this preset, or infer.crf of the config if none given")
+    p.add_argument("--crf", default=None, metavar="PRESET",
+                   help="also write dCRF-refined masks with this preset; 'config' = the config's infer.crf")
     p.add_argument("--scales", default=None, help="comma-separated scales (default: infer.scales)")
     p.add_argument("--no-flip", action="store_true", help="leave out the flipped views")
     p.add_argument("--out", default=None, help="output folder (default: <exp>/pred/<split>)")
@@ -136,7 +136,7 @@ def main(argv=None):
     if args.crf:
         spec = infer.get("crf") if args.crf == "config" else args.crf
         if not spec:
-            raise ConfigError("--crf without a preset needs infer.crf in the config", fix="pass --crf deeplab")
+            raise ConfigError("--crf config needs infer.crf in the config", fix="pass a preset, e.g. --crf deeplab")
         spec = {"preset": spec} if isinstance(spec, str) else dict(spec)
         crf_name = spec["preset"] = spec.get("preset", "irn")
         try:

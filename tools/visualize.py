@@ -155,7 +155,7 @@ def main(argv=None):
             Image.fromarray(row).save(tmp, format="PNG")
         written += 1
     write_text(out / "index.md", "".join(f"![{i}]({i}.png)\n\n" for i in ids))
-    save_config({k: v for k, v in vars(args).items()} | {"dataset": name, "ids": ids}, out / "visualize.yaml")
+    save_config({**vars(args), "dataset": name, "ids": ids}, out / "visualize.yaml")
     print(f"visualize: {written} panels written, {skipped} skipped (existing) in {out} "
           f"[{len(cams)} CAM, {len(masks)} mask sources] in {timer.seconds:.1f}s")
     return 0
