@@ -70,7 +70,7 @@ echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENC
   "${SAL[@]}" --out "$EXP/aff_labels" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
 
 # Without ImageNet weights (synthetic), the frozen backbone is the CAM network's.
-INIT=(); [ "$DATASET" = synthetic ] && INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth")
+INIT=(); [ "$DATASET" = synthetic ] && INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
 echo "[3-rw] train AffinityNet -> $EXP"
 "${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
   --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"

@@ -133,7 +133,7 @@ def build_affinity_net(cfg, load_backbone=True):
     if load_backbone and m.get("backbone_init"):
         from ..segmentation.deeplab import init_backbone_from
 
-        init_backbone_from(backbone, m["backbone_init"])
+        init_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
     return AffinityNet(backbone, width=int(m.get("edge_width", 32)))
 
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The main job: on a fresh checkout, build the synthetic benchmark and run the whole pipeline on
+# it on the CPU: 1-priors (ordinary classifier + P-NOC), 2-saliency (C2AM-H + PoolNet), 3-rw
+# (affinity labels, AffinityNet, random walk), 4-segmentation (DeepLab v3+, with and without
+# dCRF); then write experiments/demo/report.md and experiments/demo/summary.json.
+#
+#   bash runners/demo.sh                  # ~15 minutes on 2 CPU cores
+#   OVERWRITE=1 bash runners/demo.sh      # redo every stage (reruns otherwise resume)
+#
+# Environment: DEMO_DIR [experiments/demo], DATA_ROOT [data/synthetic], GPUS [0], SEED [0].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash runners/0-setup.sh
+PY=${WSSS_VENV:-.venv}/bin/python
+
+export DATASET=synthetic
+export DATA_ROOT=${DATA_ROOT:-data/synthetic}
+export EXP_ROOT=${DEMO_DIR:-experiments/demo}
+export GPUS=${GPUS:-0}
+export METHOD=pnoc
+export PRIORS=$EXP_ROOT/synthetic_pnoc
+mkdir -p "$EXP_ROOT"
+TIMES=$EXP_ROOT/stage_seconds.txt
+: > "$TIMES"
+
+stage() {  # stage NAME COMMAND...: run a stage, record its wall time
+  local name=$1; shift
+  local t0; t0=$(date +%s)
+  echo "=== [demo] $name"
+  "$@"
+  echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"
+}
+
+stage data "$PY" tools/make_synthetic.py --out "$DATA_ROOT" --seed "${SEED:-0}"
+stage priors bash runners/1-priors.sh
+stage saliency bash runners/2-saliency.sh
+stage rw bash runners/3-rw.sh
+stage segmentation bash runners/4-segmentation.sh
+# pictures: pseudo masks of the val images too (not used for training), then one panel per image
+stage panels bash -c "
+  '$PY' tools/infer_rw.py --exp '$EXP_ROOT/synthetic_rw' --split val --data '$DATA_ROOT' \
+    --cams '$PRIORS/cams/val' --out '$EXP_ROOT/synthetic_rw/pseudo/val' | tail -n 1
+  '$PY' tools/visualize.py --data '$DATA_ROOT' --split val --limit 6 --cams 'CAM=$PRIORS/cams/val' \
+    --masks 'pseudo=$EXP_ROOT/synthetic_rw/pseudo/val' \
+    --masks 'DeepLab=$EXP_ROOT/synthetic_deeplabv3plus/pred/val/raw' --out '$EXP_ROOT/panels' | tail -n 1"
+"$PY" tools/demo_report.py --demo "$EXP_ROOT" --data "$DATA_ROOT" --times "$TIMES"
