@@ -2,17 +2,20 @@
 object coverage, same backbone, same budget.
 
     nice -n 10 python benchmarks/priors_synthetic.py --data /work/data/synthetic \
-        --work /tmp/priors_synthetic --out benchmarks/results/priors_synthetic.json
+        --work /tmp/priors_synthetic2 --out benchmarks/results/priors_synthetic.json
 
 Protocol (every stage runs through the toolkit's own tools in subprocesses):
 
 1. The ordinary classifier (OC): ``configs/synthetic/oc.yaml`` (vanilla CAM, label smoothing 0.1;
-   no RandAugment on this benchmark, see that file) trained from scratch for ``--oc-epochs``. No ImageNet weights exist offline,
-   so its backbone also stands in for the pre-trained backbone every CAM generator starts from
-   (``model.weights``; the head is new), as ImageNet weights do in the reference.
+   no RandAugment on this benchmark, see that file) trained from scratch for ``--oc-epochs``.
+   No ImageNet weights exist offline, so its backbone also stands in for the pre-trained
+   backbone every CAM generator starts from (``model.weights``; the head is new), as ImageNet
+   weights do in the reference.
 2. ``cam``, ``puzzle``, ``poc`` and ``pnoc`` (``configs/synthetic/<method>.yaml``, all with label
-   smoothing 0.1) each train for ``--epochs`` from that backbone; P-OC/P-NOC use the OC of step 1
-   (``method.oc_exp``). Puzzle-CAM separates the effect of the Puzzle terms from that of erasing.
+   smoothing 0.1; P-OC/P-NOC with the Puzzle terms, as published) each train for ``--epochs``
+   from that backbone; P-OC/P-NOC use the OC of step 1 (``method.oc_exp``). Puzzle-CAM, and
+   ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
+   Puzzle terms from that of erasing.
 3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
    ``tools/evaluate.py --mode cam`` (same library functions) and the coverage numbers below.
 
@@ -50,7 +53,11 @@ from wsss.errors import DataError  # noqa: E402
 from wsss.metrics import (DatasetGT, cam_to_labels, parse_thresholds, summarize_confusion,  # noqa: E402
                           sweep_confusions)
 
-METHODS = ("cam", "puzzle", "poc", "pnoc")
+METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle")
+# name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
+# synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
+VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
+            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly.
 COMMON = ["method.label_smoothing=0.1"]
 DEFINITIONS = {
@@ -74,7 +81,7 @@ def parse_args(argv=None):
     p.add_argument("--data", default="data/synthetic", help="synthetic dataset root (tools/make_synthetic.py)")
     p.add_argument("--work", default="experiments/priors_synthetic", help="folder of the experiments")
     p.add_argument("--out", default="benchmarks/results/priors_synthetic.json")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
     p.add_argument("--oc-epochs", type=int, default=4, help="epochs of the ordinary classifier")
     p.add_argument("--oc-override", dest="oc_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the OC only (repeatable)")
@@ -162,19 +169,23 @@ def score(cam_dir, dataset, gts, parts, thresholds):
     fg_gt = conf[:, 1:, :].sum(axis=(1, 2))
     fg_hit = conf[:, 1:, 1:k].sum(axis=(1, 2))
     fg_pred = conf[:, :, 1:k].sum(axis=(1, 2))
-    hits = {"part": [0, 0], "body": [0, 0]}
+    hits = np.zeros((k, 2, 2), np.int64)  # [class, part/body, (hit, total)]
     for image_id in dataset.ids:
         gt = gts[image_id]
         pred_fg = cam_to_labels(load_cam(find_cam(cam_dir, image_id)), t) > 0
-        obj = (gt > 0) & (gt != 255)
-        for name, region in (("part", obj & parts[image_id]), ("body", obj & ~parts[image_id])):
-            hits[name][0] += int((pred_fg & region).sum())
-            hits[name][1] += int(region.sum())
+        obj = (gt > 0) & (gt < k)  # object pixels (no 255 in this dataset, but never index with it)
+        for r, region in enumerate((obj & parts[image_id], obj & ~parts[image_id])):
+            np.add.at(hits[:, r, 0], gt[region & pred_fg], 1)
+            np.add.at(hits[:, r, 1], gt[region], 1)
+    hits[0] = hits[1:].sum(axis=0)  # row 0 (the unused background id): all object classes together
     pct = lambda a, b: round(100.0 * a / max(1, b), 2)  # noqa: E731
+    at_best = summarize_confusion(conf[best], names)["per_class"]
     return {
         "miou": round(curve[best], 2), "threshold": t,
         "fg_recall": pct(fg_hit[best], fg_gt[best]), "fg_precision": pct(fg_hit[best], fg_pred[best]),
-        "part_recall": pct(*hits["part"]), "body_recall": pct(*hits["body"]),
+        "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
+        "per_class": {name: {"iou": round(at_best[name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
+                             "body_recall": pct(*hits[c + 1, 1])} for c, name in enumerate(dataset.class_names)},
         "curve": [{"threshold": th, "miou": round(m, 2), "fg_recall": pct(h, g)}
                   for th, m, h, g in zip(thresholds, curve, fg_hit, fg_gt)],
     }
@@ -199,11 +210,12 @@ def main(argv=None):
 
     results = {}
     for method in args.methods.split(","):
-        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *args.overrides]
-        if method in ("poc", "pnoc"):
+        base, extra = VARIANTS.get(method, (method, []))
+        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *args.overrides]
+        if base in ("poc", "pnoc"):
             overrides.append(f"method.oc_exp={oc_exp}")
         exp = work / method
-        res = train(f"configs/synthetic/{method}.yaml", exp, args, overrides)
+        res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
         results[method] = res

@@ -54,6 +54,11 @@ def test_sampled_class_is_a_uniform_positive_and_is_removed_from_the_label():
 UP = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])
 
 
+# Image 0's upsampled map, by hand: rows mix [0, 4] and [8, 0] as UP says, then columns.
+EXPECTED_MAP0 = torch.tensor([[0.0, 1.0, 3.0, 4.0], [2.0, 2.25, 2.75, 3.0], [6.0, 4.75, 2.25, 1.0],
+                              [8.0, 6.0, 2.0, 0.0]])
+
+
 def hand_cams():
     cams = torch.zeros(3, 2, 2, 2)
     cams[0, 1] = torch.tensor([[0.0, 4.0], [8.0, -4.0]])  # image 0 erases class 1 (ReLU cuts the -4)
@@ -66,7 +71,7 @@ def hand_cams():
 def test_class_maps_are_relu_bilinear_upsampling():
     cams, classes = hand_cams()
     maps = class_maps(cams, classes, (4, 4))
-    expected0 = torch.tensor([[0.0, 1.0, 3.0, 4.0], [2.0, 2.25, 2.75, 3.0], [6.0, 4.75, 2.25, 1.0], [8.0, 6.0, 2.0, 0.0]])
+    expected0 = EXPECTED_MAP0
     assert torch.allclose(maps[0, 0], expected0)
     assert torch.allclose(maps[0, 0], UP @ F.relu(cams[0, 1]) @ UP.T)
     assert torch.allclose(maps[1, 0], torch.full((4, 4), 2.0)) and not maps[2].any()
@@ -76,7 +81,7 @@ def test_soft_mask_divides_by_the_batch_maximum():
     cams, classes = hand_cams()
     soft = soft_mask(cams, classes, (4, 4))
     batch_max = 8.0 + 1e-5  # image 0's peak; image 1's flat 2 is NOT rescaled to 1
-    expected0 = torch.tensor([[0.0, 1.0, 3.0, 4.0], [2.0, 2.25, 2.75, 3.0], [6.0, 4.75, 2.25, 1.0], [8.0, 6.0, 2.0, 0.0]])
+    expected0 = EXPECTED_MAP0
     assert torch.allclose(soft[0, 0], expected0 / batch_max)
     assert torch.allclose(soft[1, 0], torch.full((4, 4), 2.0 / batch_max))
     assert not soft[2].any()
@@ -206,6 +211,20 @@ def test_noc_loss_uses_the_full_label_and_cse_the_label_without_the_erased_class
     assert out["loss_noc"].item() == pytest.approx(0.5 * out["noc"].item(), rel=1e-6)
 
 
+def test_without_puzzle_the_generator_loss_is_oc_cse(monkeypatch):
+    torch.manual_seed(0)
+    task = build_method("poc", tiny_cfg("poc", puzzle=False), 3)
+    task.train()
+    batch = make_batch()
+    fixed_classes(monkeypatch, torch.tensor([0, 1]))
+    out = task.training_step(batch, ctx_at(50))
+    with torch.no_grad():
+        logits, _ = task.net(batch["image"])
+    expected = mlsm(logits, smooth_labels(batch["label"], LS)) + 0.65 * out["cse"]
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert "p_cls" not in out and "re" not in out
+
+
 def test_poc_keeps_the_oc_frozen_and_has_one_optimizer():
     poc = build_method("poc", tiny_cfg("poc"), 3)
     pnoc = build_method("pnoc", tiny_cfg(), 3)
@@ -325,6 +344,7 @@ def test_configs_state_the_recipe(dataset):
         assert m["oc_exp"] == oc["exp"] and not cfg["augment"].get("randaugment")
         assert (m["alpha"], m["alpha_schedule"], m["lambda_cse_init"], m["lambda_cse"]) == (4.0, 0.5, 0.3, 1.0)
         assert cfg["model"]["backbone"] == oc["model"]["backbone"]
+        assert m.get("puzzle", True) == (dataset != "synthetic")  # see configs/synthetic/poc.yaml
         if name == "pnoc":
             assert (m["lambda_noc_init"], m["lambda_noc"], m["delta_noc"]) == (0.0, 1.0, 0.2)
             assert m["leak_cse_grad_to_oc"] is False

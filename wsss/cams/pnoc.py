@@ -32,8 +32,9 @@ then calls oc directly); the default, as the paper describes the method, is fals
 the OC's architecture; default: the same as f, as the reference), ``lambda_cse`` (1.0),
 ``lambda_cse_init`` (0.3), ``lambda_cse_schedule`` (1.0), ``lambda_noc`` (1.0),
 ``lambda_noc_init`` (0.0), ``lambda_noc_schedule`` (1.0), ``delta_noc`` (0.2),
-``leak_cse_grad_to_oc`` (false), plus Puzzle's ``num_pieces``/``alpha``/``alpha_schedule`` and
-``label_smoothing``. The NOC optimizer is named ``noc``: ``train.optimizers.noc.lr`` sets its
+``leak_cse_grad_to_oc`` (false), ``puzzle`` (true; false drops the Puzzle terms: OC-CSE's loss,
+an ablation), plus Puzzle's ``num_pieces``/``alpha``/``alpha_schedule`` and ``label_smoothing``.
+The NOC optimizer is named ``noc``: ``train.optimizers.noc.lr`` sets its
 learning rate (the reference's ``lr_alpha_oc`` = 1: same lr as f).
 """
 
@@ -69,7 +70,8 @@ def oc_model_config(cfg):
     no backbone weights to load (they come from the OC experiment)."""
     over = (cfg.get("method") or {}).get("oc_model") or {}
     if not isinstance(over, dict):
-        raise ConfigError("method.oc_model must be a mapping of model keys", fix="e.g. method.oc_model.backbone=resnet50")
+        raise ConfigError("method.oc_model must be a mapping of model keys",
+                          fix="e.g. method.oc_model.backbone=resnet50")
     return {**(cfg.get("model") or {}), **over, "norm_mode": "frozen", "weights": None}
 
 
@@ -112,7 +114,8 @@ def load_oc_weights(oc, exp_dir):
     if epochs is not None and int(ckpt.get("epoch", 0)) < int(epochs):
         raise CheckpointError(f"the ordinary classifier's training is not finished (epoch {ckpt.get('epoch')} "
                               f"of {epochs})", path=path,
-                              fix=f"finish it: tools/train_cam.py --config {Path(exp_dir) / 'config.yaml'} --exp {exp_dir}")
+                              fix=f"finish it: tools/train_cam.py --config {Path(exp_dir) / 'config.yaml'} "
+                                  f"--exp {exp_dir}")
     state = {k[len("net."):]: v for k, v in (ckpt.get("state_dict") or {}).items() if k.startswith("net.")}
     if not state:
         raise CheckpointError("checkpoint holds no classifier 'net' (not a cam/puzzle experiment)", path=path,
@@ -136,6 +139,7 @@ class PuzzleOC(PuzzleCAM):
         self.lambda_cse = (float(m.get("lambda_cse_init", 0.3)), float(m.get("lambda_cse", 1.0)),
                            float(m.get("lambda_cse_schedule", 1.0)))
         self.leak_cse_grad = bool(m.get("leak_cse_grad_to_oc", False))
+        self.use_puzzle = bool(m.get("puzzle", True))
         self.oc = Classifier.from_config({"model": self.oc_model}, num_classes)
         self.oc.requires_grad_(self.trains_oc)
         self.oc.eval()
@@ -185,13 +189,16 @@ class PuzzleOC(PuzzleCAM):
         targets = self.smooth(labels)
         logits, cams = self.net(images)
         cls = mlsm(logits, targets)
-        puzzle = self.puzzle_terms(images, cams, labels, targets)
         classes = sample_classes(labels)
         cse = self.cse_loss(images, cams, classes, labels)
-        alpha, lam = self.alpha_at(ctx), self.lambda_cse_at(ctx)
-        loss = cls + puzzle["p_cls"] + alpha * puzzle["re"] + lam * cse
-        logs = {"cls": cls.detach(), "p_cls": puzzle["p_cls"].detach(), "re": puzzle["re"].detach(),
-                "cse": cse.detach(), "alpha": alpha, "lambda_cse": lam}
+        lam = self.lambda_cse_at(ctx)
+        loss = cls + lam * cse
+        logs = {"cls": cls.detach(), "cse": cse.detach(), "lambda_cse": lam}
+        if self.use_puzzle:
+            puzzle = self.puzzle_terms(images, cams, labels, targets)
+            alpha = self.alpha_at(ctx)
+            loss = loss + puzzle["p_cls"] + alpha * puzzle["re"]
+            logs.update(p_cls=puzzle["p_cls"].detach(), re=puzzle["re"].detach(), alpha=alpha)
         return loss, logs, cams, classes
 
     def training_step(self, batch, ctx):
