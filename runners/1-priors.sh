@@ -36,22 +36,7 @@ EVAL_SPLITS=${EVAL_SPLITS:-train val}
 OVERRIDES=${OVERRIDES:-}
 OVERWRITE=${OVERWRITE:-0}
 
-if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python}; fi
-if [ "$GPUS" -gt 1 ]; then
-  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
-else
-  LAUNCH=("$PY")
-  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
-fi
-# shellcheck disable=SC2206
-EXTRA=($OVERRIDES)
-[ -n "$BACKBONE" ] && EXTRA+=("model.backbone=$BACKBONE")
-FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
-
-config_value() {  # config_value CONFIG dotted.key -> value after inheritance (empty if unset)
-  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
-v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
-}
+source runners/common.sh
 
 # train_method METHOD CONFIG EXP [overrides...]: train (resumes; skips a finished run)
 train_method() {

@@ -13,7 +13,7 @@
 #   DATA_ROOT    dataset root                                             [data/$DATASET]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   EXP_ROOT     experiments folder                                       [experiments]
-#   PRIORS       stage-1 experiment whose cams/<split> are the hints      [$EXP_ROOT/${DATASET}_cam]
+#   PRIORS       stage-1 experiment whose cams/<split> are the hints      [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
 #   TRAIN_SPLIT  training split                                           [the config's data.train_split]
 #   EVAL_SPLITS  splits whose saliency is scored                          [val]
 #   SALIENCY     a folder of <id>.png 0..255 maps made elsewhere: score it, train nothing
@@ -28,7 +28,7 @@ DATASET=${DATASET:-synthetic}
 DATA_ROOT=${DATA_ROOT:-data/$DATASET}
 GPUS=${GPUS:-0}
 EXP_ROOT=${EXP_ROOT:-experiments}
-PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_cam}
+PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_${METHOD:-pnoc}}
 EVAL_SPLITS=${EVAL_SPLITS:-val}
 SALIENCY=${SALIENCY:-}
 OVERRIDES=${OVERRIDES:-}
@@ -36,21 +36,7 @@ OVERWRITE=${OVERWRITE:-0}
 CCAMH=$EXP_ROOT/${DATASET}_ccamh
 POOLNET=$EXP_ROOT/${DATASET}_poolnet
 
-if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python}; fi
-if [ "$GPUS" -gt 1 ]; then
-  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
-else
-  LAUNCH=("$PY")
-  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
-fi
-# shellcheck disable=SC2206
-EXTRA=($OVERRIDES)
-FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
-
-config_value() {  # config_value CONFIG dotted.key -> value after inheritance (empty if unset)
-  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
-v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
-}
+source runners/common.sh
 
 infer() {  # infer EXP SPLIT [args...]: saliency PNGs of SPLIT into EXP/saliency/SPLIT
   local exp=$1 split=$2; shift 2

@@ -13,7 +13,7 @@
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   WORKERS      CRF processes (affinity labels, pseudo-mask CRF)          [2]
 #   EXP_ROOT     experiments folder                                       [experiments]
-#   PRIORS       stage-1 experiment (cams/<split>, checkpoints/)          [$EXP_ROOT/${DATASET}_cam]
+#   PRIORS       stage-1 experiment (cams/<split>, checkpoints/)          [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
 #   SALIENCY     saliency maps of the training split; unset: stage 2's PoolNet maps if present,
 #                else the saliency-free rule (method.labels_fallback)
 #   EXP          this stage's folder                                      [$EXP_ROOT/${DATASET}_rw]
@@ -30,28 +30,14 @@ DATA_ROOT=${DATA_ROOT:-data/$DATASET}
 GPUS=${GPUS:-0}
 WORKERS=${WORKERS:-2}
 EXP_ROOT=${EXP_ROOT:-experiments}
-PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_cam}
+PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_${METHOD:-pnoc}}
 EXP=${EXP:-$EXP_ROOT/${DATASET}_rw}
 EVAL_SPLITS=${EVAL_SPLITS:-train}
 OVERRIDES=${OVERRIDES:-}
 OVERWRITE=${OVERWRITE:-0}
 CONFIG=configs/$DATASET/affinity.yaml
 
-if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python}; fi
-if [ "$GPUS" -gt 1 ]; then
-  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
-else
-  LAUNCH=("$PY")
-  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
-fi
-# shellcheck disable=SC2206
-EXTRA=($OVERRIDES)
-FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
-
-config_value() {  # config_value CONFIG dotted.key -> value after inheritance (empty if unset)
-  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
-v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
-}
+source runners/common.sh
 
 TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}

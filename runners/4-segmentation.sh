@@ -18,7 +18,7 @@
 #                                                      [$EXP_ROOT/${DATASET}_rw/pseudo/<train split>]
 #   PRIORS       stage-1 experiment; on synthetic (no ImageNet weights) the segmentation backbone
 #                starts from its CAM network (net.backbone.) when $PRIORS/checkpoints/last.pth
-#                exists; its cams/<split> are drawn in the panels     [$EXP_ROOT/${DATASET}_cam]
+#                exists; its cams/<split> are drawn in the panels     [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
 #   SELECT_ON    pseudo | gt | none (gt = optimistic protocol, recorded in the report)  [pseudo]
 #   EXP          this stage's folder                                      [$EXP_ROOT/${DATASET}_$MODEL]
 #   EVAL_SPLITS  splits predicted and scored                              [val]
@@ -35,7 +35,7 @@ DATA_ROOT=${DATA_ROOT:-data/$DATASET}
 GPUS=${GPUS:-0}
 WORKERS=${WORKERS:-2}
 EXP_ROOT=${EXP_ROOT:-experiments}
-PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_cam}
+PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_${METHOD:-pnoc}}
 SELECT_ON=${SELECT_ON:-pseudo}
 EXP=${EXP:-$EXP_ROOT/${DATASET}_$MODEL}
 EVAL_SPLITS=${EVAL_SPLITS:-val}
@@ -45,21 +45,7 @@ OVERWRITE=${OVERWRITE:-0}
 CONFIG=configs/$DATASET/$MODEL.yaml
 [ -f "$CONFIG" ] || { echo "[4-segmentation] no config $CONFIG (MODEL=$MODEL, DATASET=$DATASET)" >&2; exit 2; }
 
-if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=${PYTHON:-python}; fi
-if [ "$GPUS" -gt 1 ]; then
-  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
-else
-  LAUNCH=("$PY")
-  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
-fi
-# shellcheck disable=SC2206
-EXTRA=($OVERRIDES)
-FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
-
-config_value() {  # config_value CONFIG dotted.key -> value after inheritance (empty if unset)
-  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
-v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
-}
+source runners/common.sh
 
 TRAIN_SPLIT=$(config_value "$CONFIG" data.train_split)
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}

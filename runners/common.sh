@@ -1,0 +1,21 @@
+# Sourced by the numbered runners after they set GPUS, OVERRIDES and OVERWRITE. Defines:
+#   PY        the project's python (.venv, or $WSSS_VENV, else $PYTHON / python)
+#   LAUNCH    how to start a training/inference tool: python, or torchrun with $GPUS processes
+#   EXTRA     the $OVERRIDES key=value words;  FORCE  (--overwrite) when OVERWRITE=1
+#   config_value CONFIG dotted.key   the value of a key after _base_ inheritance (empty if unset)
+VENV=${WSSS_VENV:-.venv}
+if [ -x "$VENV/bin/python" ]; then PY=$VENV/bin/python; else PY=${PYTHON:-python}; fi
+if [ "$GPUS" -gt 1 ]; then
+  LAUNCH=("$PY" -m torch.distributed.run --standalone --nproc_per_node="$GPUS")
+else
+  LAUNCH=("$PY")
+  if [ "$GPUS" -eq 0 ]; then export CUDA_VISIBLE_DEVICES=""; fi
+fi
+# shellcheck disable=SC2206
+EXTRA=($OVERRIDES)
+FORCE=(); [ "$OVERWRITE" = 1 ] && FORCE=(--overwrite)
+
+config_value() {
+  "$PY" -c "import sys; from wsss.config import load_config, get_dotted; \
+v = get_dotted(load_config(sys.argv[1]), sys.argv[2]); print('' if v is None else v)" "$1" "$2"
+}
