@@ -7,7 +7,9 @@
 #   bash runners/demo.sh                  # ~15 minutes on 2 CPU cores
 #   OVERWRITE=1 bash runners/demo.sh      # redo every stage (reruns otherwise resume)
 #
-# Environment: DEMO_DIR [experiments/demo], DATA_ROOT [data/synthetic], GPUS [0], SEED [0].
+# Environment: DEMO_DIR [experiments/demo], DATA_ROOT [data/synthetic], GPUS [0], SEED [0],
+#   SYNTHETIC_ARGS (extra make_synthetic.py arguments, e.g. "--train 32 --val 8 --size 64"),
+#   OVERRIDES (key=value config overrides for every stage, e.g. "train.epochs=1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash runners/0-setup.sh
@@ -31,7 +33,8 @@ stage() {  # stage NAME COMMAND...: run a stage, record its wall time
   echo "$name $(( $(date +%s) - t0 ))" >> "$TIMES"
 }
 
-stage data "$PY" tools/make_synthetic.py --out "$DATA_ROOT" --seed "${SEED:-0}"
+# shellcheck disable=SC2086
+stage data "$PY" tools/make_synthetic.py --out "$DATA_ROOT" --seed "${SEED:-0}" ${SYNTHETIC_ARGS:-}
 stage priors bash runners/1-priors.sh
 stage saliency bash runners/2-saliency.sh
 stage rw bash runners/3-rw.sh
