@@ -89,7 +89,8 @@ def make_root(tmp_path, n=4, size=40):
     for i, image_id in enumerate(ids):
         shifted = np.roll(img, 2 * i, axis=1)
         Image.fromarray(shifted).save(root / "JPEGImages" / f"{image_id}.jpg", quality=95)
-        save_index_png(root / "SegmentationClass" / f"{image_id}.png", np.roll(obj, 2 * i, axis=1).astype(np.uint8) * (1 + i % 2))
+        gt = np.roll(obj, 2 * i, axis=1).astype(np.uint8) * (1 + i % 2)
+        save_index_png(root / "SegmentationClass" / f"{image_id}.png", gt)
         c = np.roll(cam, 2 * i, axis=2)
         save_cam(tmp_path / "cams" / f"{image_id}.npz", [i % 2], c[:, ::4, ::4], c)
         save_gray_png(tmp_path / "sal" / f"{image_id}.png", (np.roll(obj, 2 * i, axis=1) * 230 + 10).astype(np.uint8))

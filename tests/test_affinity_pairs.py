@@ -123,3 +123,16 @@ def test_bad_radius_and_small_grid_raise():
         search_offsets(1)
     with pytest.raises(ConfigError):
         PairIndex(10, (8, 8))
+
+
+def test_pair_index_gradient_is_that_of_the_path_max():
+    torch.manual_seed(2)
+    h, w, r = 9, 11, 4
+    pi = PairIndex(r, (h, w))
+    edge = torch.rand(2, h, w, dtype=torch.float64, requires_grad=True)  # no ties in float64
+    weights = torch.rand(2, len(pi.offsets), pi.src.size, dtype=torch.float64)
+    (pi.to_affinity(edge) * weights).sum().backward()
+    flat = edge.detach().reshape(2, -1).clone().requires_grad_(True)
+    ref = torch.cat([1 - flat[:, torch.as_tensor(g).reshape(-1)].view(2, *g.shape).amax(2) for g in pi.groups], 1)
+    (ref * weights).sum().backward()
+    assert torch.allclose(edge.grad.reshape(2, -1), flat.grad)

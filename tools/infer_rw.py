@@ -144,10 +144,11 @@ def main(argv=None):
     def index_maps():
         for items in loader:
             for it, (scores, rw) in zip(items, walk(net, items, infer, device)):
-                if args.save_rw:
-                    body = scores[1:] if infer["bg_alpha"] is not None else scores
+                if args.save_rw:  # class channels, divided by their common max as IRN thresholds them
+                    k = len(it["keys"])
+                    low, high = rw[len(rw) - k:], scores[len(scores) - k:]
                     save_cam(Path(args.save_rw) / f"{it['id']}.npz", it["keys"],
-                             rw[-len(it["keys"]):] / max(float(rw.max()), 1e-12) if len(it["keys"]) else rw[:0], body)
+                             low / max(float(low.max(initial=0)), 1e-12), high / max(float(high.max(initial=0)), 1e-12))
                 if infer["bg_alpha"] is not None:
                     index = scores.argmax(0) if len(scores) else np.zeros(scores.shape[1:], np.int64)
                 else:

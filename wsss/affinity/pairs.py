@@ -80,16 +80,25 @@ class PairIndex:
         return self.dst.size
 
     def to_affinity(self, edge):
-        """Affinities (B, D, S) = 1 - max of ``edge`` (B, H, W) or (B, 1, H, W) over each pair's path."""
-        edge = edge.reshape(edge.shape[0], -1)
-        if edge.shape[1] != self.size[0] * self.size[1]:
-            raise ValueError(f"edge map has {edge.shape[1]} cells, the pair index expects {self.size}")
-        out = []
-        for g in self.groups:
-            idx = torch.as_tensor(g, device=edge.device)
-            vals = edge.index_select(1, idx.reshape(-1)).view(edge.shape[0], *idx.shape)
-            out.append(1.0 - vals.amax(dim=2))
-        return torch.cat(out, dim=1)
+        """Affinities (B, D, S) = 1 - max of ``edge`` (B, H, W) or (B, 1, H, W) over each pair's path.
+
+        The path maximum is located without gradient and then read with one gather, so the
+        backward pass scatters (B, D, S) values instead of every path cell: the same values
+        and, barring exact ties between path cells, the same gradient as ``amax``.
+        """
+        b = edge.shape[0]
+        flat = edge.reshape(b, -1)
+        if flat.shape[1] != self.size[0] * self.size[1]:
+            raise ValueError(f"edge map has {flat.shape[1]} cells, the pair index expects {self.size}")
+        with torch.no_grad():
+            chosen = []
+            for g in self.groups:
+                idx = torch.as_tensor(g, device=flat.device).transpose(1, 2).contiguous()  # (n, S, L)
+                vals = flat.index_select(1, idx.reshape(-1)).view(b, *idx.shape)
+                arg = vals.argmax(dim=3, keepdim=True)
+                chosen.append(idx.unsqueeze(0).expand(b, -1, -1, -1).gather(3, arg).squeeze(3))
+            chosen = torch.cat(chosen, dim=1)
+        return 1.0 - flat.gather(1, chosen.reshape(b, -1)).view(chosen.shape)
 
     def pair_labels(self, mask):
         """(bg_pos, fg_pos, neg) float (B, D, S) pair labels from a (B, H, W) mask on the grid.
