@@ -4,7 +4,7 @@
 # (affinity labels, AffinityNet, random walk), 4-segmentation (DeepLab v3+, with and without
 # dCRF); then write experiments/demo/report.md and experiments/demo/summary.json.
 #
-#   bash runners/demo.sh                  # ~15 minutes on 2 CPU cores
+#   bash runners/demo.sh                  # full size: 2000 train / 300 val images of 128 px
 #   OVERWRITE=1 bash runners/demo.sh      # redo every stage (reruns otherwise resume)
 #
 # Environment: DEMO_DIR [experiments/demo], DATA_ROOT [data/synthetic], GPUS [0], SEED [0],
