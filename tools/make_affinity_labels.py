@@ -18,9 +18,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from wsss.affinity.labels import label_file_job, rule_params
-from wsss.cli import Timer, run_main
+from wsss.cli import Timer, run_main, resolve_data
 from wsss.config import load_config, save_config
-from wsss.data import build_dataset, detect_dataset
+from wsss.data import build_dataset
 from wsss.errors import ConfigError
 from wsss.postprocess.crf import parallel_map
 
@@ -41,13 +41,7 @@ def parse_args(argv=None):
 
 def resolve(args):
     cfg = load_config(args.config, args.overrides)
-    data = cfg.setdefault("data", {})
-    if args.data:
-        data["root"] = args.data
-    if not data.get("root"):
-        raise ConfigError("no dataset root", path=args.config, fix="pass --data DIR or set data.root")
-    if data.get("dataset", "auto") == "auto":
-        data["dataset"] = detect_dataset(data["root"])
+    data = resolve_data(cfg, args.data, args.config)
     split = args.split or data.get("train_split", "train")
     method = cfg.get("method") or {}
     key = "labels" if args.saliency else "labels_fallback"

@@ -14,9 +14,9 @@ import argparse
 from pathlib import Path
 
 from wsss.affinity.net import AffinityTask
-from wsss.cli import Timer, run_main
+from wsss.cli import Timer, run_main, resolve_data
 from wsss.config import load_config
-from wsss.data import build_dataset, detect_dataset
+from wsss.data import build_dataset
 from wsss.data.transforms import build_train_transform
 from wsss.engine import Trainer
 from wsss.errors import ConfigError
@@ -37,13 +37,7 @@ def main(argv=None):
     args = parse_args(argv)
     timer = Timer()
     cfg = load_config(args.config, args.overrides)
-    data = cfg.setdefault("data", {})
-    if args.data:
-        data["root"] = args.data
-    if not data.get("root"):
-        raise ConfigError("no dataset root", path=args.config, fix="pass --data DIR or set data.root")
-    if data.get("dataset", "auto") == "auto":
-        data["dataset"] = detect_dataset(data["root"])
+    data = resolve_data(cfg, args.data, args.config)
     if not Path(args.labels).is_dir():
         raise ConfigError("affinity label folder not found", path=args.labels,
                           fix="run tools/make_affinity_labels.py first")

@@ -13,9 +13,8 @@ import argparse
 from pathlib import Path
 
 from wsss.cams import METHODS, build_method
-from wsss.cli import Timer, run_main
+from wsss.cli import Timer, run_main, resolve_data
 from wsss.config import load_config
-from wsss.data import detect_dataset
 from wsss.engine import Trainer, is_main, seed_everything
 from wsss.engine.distributed import destroy
 from wsss.errors import ConfigError
@@ -41,13 +40,7 @@ def resolve_config(args):
         raise ConfigError("no CAM method given", path=args.config, fix="pass --method or set method.name")
     METHODS.get(name)
     method["name"] = name
-    data = cfg.setdefault("data", {})
-    if args.data:
-        data["root"] = args.data
-    if not data.get("root"):
-        raise ConfigError("no dataset root", path=args.config, fix="pass --data DIR or set data.root")
-    if data.get("dataset", "auto") == "auto":
-        data["dataset"] = detect_dataset(data["root"])
+    data = resolve_data(cfg, args.data, args.config)
     data.setdefault("train_split", "train")
     return cfg
 

@@ -21,9 +21,9 @@ Reruns resume from ``checkpoints/last.pth``; ``--overwrite`` trains from scratch
 import argparse
 from pathlib import Path
 
-from wsss.cli import Timer, run_main
+from wsss.cli import Timer, run_main, resolve_data
 from wsss.config import load_config
-from wsss.data import build_dataset, detect_dataset
+from wsss.data import build_dataset
 from wsss.data.io import write_text
 from wsss.data.transforms import build_eval_transform, build_train_transform
 from wsss.engine import TRAIN_DEFAULTS, Trainer, is_main, seed_everything
@@ -91,13 +91,7 @@ def main(argv=None):
     args = parse_args(argv)
     timer = Timer()
     cfg = load_config(args.config, args.overrides)
-    data = cfg.setdefault("data", {})
-    if args.data:
-        data["root"] = args.data
-    if not data.get("root"):
-        raise ConfigError("no dataset root", path=args.config, fix="pass --data DIR or set data.root")
-    if data.get("dataset", "auto") == "auto":
-        data["dataset"] = detect_dataset(data["root"])
+    data = resolve_data(cfg, args.data, args.config)
     data.setdefault("train_split", "train")
     if args.masks != "gt" and not Path(args.masks).is_dir():
         raise ConfigError("pseudo-mask directory not found", path=args.masks,

@@ -28,3 +28,19 @@ class Timer:
     @property
     def seconds(self):
         return time.perf_counter() - self.start
+
+
+def resolve_data(cfg, root=None, config_path=None):
+    """Fill ``cfg["data"]``: ``root`` (from ``--data`` when given) and the dataset name when it is
+    ``auto`` (detected from the root's layout); returns the data section."""
+    from .data import detect_dataset
+    from .errors import ConfigError
+
+    data = cfg.setdefault("data", {})
+    if root:
+        data["root"] = str(root)
+    if not data.get("root"):
+        raise ConfigError("no dataset root", path=config_path, fix="pass --data DIR or set data.root")
+    if data.get("dataset", "auto") == "auto":
+        data["dataset"] = detect_dataset(data["root"])
+    return data
