@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Stage 2, saliency (P-NOC pipeline): C2AM-H trained with the stage-1 CAMs as hints, its 0/255
-# masks (multi-scale + flip, dCRF) of the training split, PoolNet trained on those masks, PoolNet
-# maps (0..255) of the training and evaluation splits; binary fg/bg mIoU of both against the
-# ground truth next to the trivial baselines (all foreground, all background, max CAM thresholded).
+# Stage 2, saliency (P-NOC pipeline): C2AM-H trained with the stage-1 CAMs as hints; its
+# activations (multi-scale + flip, 0..255) of the training split, scored over a threshold sweep
+# against the training split's ground truth (P-NOC's evaluation step); its 0/255 masks (threshold
+# SAL_THRESHOLD, 2-label dCRF); PoolNet trained on those masks; PoolNet maps (0..255) of the
+# training and evaluation splits; binary fg/bg mIoU of all of them against the ground truth next
+# to the trivial baselines (all foreground, all background, max CAM thresholded).
 #
 #   bash runners/2-saliency.sh                                  # synthetic benchmark on the CPU
 #   DATASET=voc DATA_ROOT=/data/VOC2012 PRIORS=experiments/voc_pnoc GPUS=4 bash runners/2-saliency.sh
@@ -16,9 +18,13 @@
 #   PRIORS       stage-1 experiment whose cams/<split> are the hints      [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
 #   TRAIN_SPLIT  training split                                           [the config's data.train_split]
 #   EVAL_SPLITS  splits whose saliency is scored                          [val]
+#   SAL_THRESHOLD  C2AM-H mask threshold on the max-normalised activation, or "best" = the best
+#                threshold of the training split's sweep (tuned on ground truth, as CAM thresholds
+#                are; the synthetic config's choice)          [the config's infer.threshold]
 #   SALIENCY     a folder of <id>.png 0..255 maps made elsewhere: score it, train nothing
 #   OVERRIDES    extra key=value overrides for both trainings, space-separated
-# Outputs: $EXP_ROOT/${DATASET}_ccamh/saliency/<split>, $EXP_ROOT/${DATASET}_poolnet/saliency/<split>
+# Outputs: $EXP_ROOT/${DATASET}_ccamh/activation/<split> (0..255),
+# $EXP_ROOT/${DATASET}_ccamh/saliency/<split> (0/255 masks), $EXP_ROOT/${DATASET}_poolnet/saliency/<split>
 # (the maps stage 3 reads; any folder of <id>.png 0..255 maps works there too).
 # Reruns skip finished work; OVERWRITE=1 redoes everything.
 set -euo pipefail
@@ -43,6 +49,25 @@ infer() {  # infer EXP SPLIT [args...]: saliency PNGs of SPLIT into EXP/saliency
   echo "[2-saliency] saliency of $split <- $exp"
   "${LAUNCH[@]}" tools/infer_saliency.py --exp "$exp" --split "$split" --data "$DATA_ROOT" \
     --out "$exp/saliency/$split" "${FORCE[@]}" "$@"
+}
+
+ccamh_masks() {  # ccamh_masks SPLIT: C2AM-H activations of SPLIT, then its masks at $SAL_THRESHOLD
+  echo "[2-saliency] C2AM-H activations of $1"
+  "${LAUNCH[@]}" tools/infer_saliency.py --exp "$CCAMH" --split "$1" --data "$DATA_ROOT" \
+    --out "$CCAMH/activation/$1" "${FORCE[@]}" infer.binarize=false
+  if [ "$SAL_THRESHOLD" = best ] && [ ! -f "$CCAMH/threshold.txt" ]; then
+    evaluate "C2AM-H activation" "$TRAIN_SPLIT" "$CCAMH/activation/$TRAIN_SPLIT" \
+      "$CCAMH/eval_activation_$TRAIN_SPLIT.json"
+    "$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['threshold'])" \
+      "$CCAMH/eval_activation_$TRAIN_SPLIT.json" > "$CCAMH/threshold.txt.tmp"
+    mv "$CCAMH/threshold.txt.tmp" "$CCAMH/threshold.txt"
+  fi
+  local t=$SAL_THRESHOLD
+  [ "$t" = best ] && t=$(cat "$CCAMH/threshold.txt")
+  echo "[2-saliency] C2AM-H masks of $1 (threshold $t)"
+  "${LAUNCH[@]}" tools/infer_saliency.py --method threshold --config "configs/$DATASET/ccam.yaml" --split "$1" \
+    --data "$DATA_ROOT" --out "$CCAMH/saliency/$1" "${FORCE[@]}" "method.act_dir=$CCAMH/activation/$1" \
+    "infer.threshold=$t" | tail -n 1
 }
 
 evaluate() {  # evaluate NAME SPLIT PRED OUT_JSON: binary fg/bg mIoU of a folder of PNGs
@@ -74,6 +99,8 @@ fi
 
 TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "configs/$DATASET/ccam.yaml" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
+SAL_THRESHOLD=${SAL_THRESHOLD:-$(config_value "configs/$DATASET/ccam.yaml" infer.threshold)}
+[ "$OVERWRITE" = 1 ] && rm -f "$CCAMH/threshold.txt"
 if [ ! -d "$PRIORS/cams/$TRAIN_SPLIT" ]; then
   echo "[2-saliency] no CAMs in $PRIORS/cams/$TRAIN_SPLIT: run runners/1-priors.sh first (or set PRIORS)" >&2
   exit 2
@@ -91,7 +118,7 @@ echo "[2-saliency] train C2AM-H (hints: $PRIORS/cams/$TRAIN_SPLIT) -> $CCAMH"
 "${LAUNCH[@]}" tools/train_saliency.py --method ccam --config "configs/$DATASET/ccam.yaml" --data "$DATA_ROOT" \
   --exp "$CCAMH" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "method.cam_dir=$PRIORS/cams/$TRAIN_SPLIT" \
   "${CC_INIT[@]}" "${EXTRA[@]}"
-infer "$CCAMH" "$TRAIN_SPLIT"
+ccamh_masks "$TRAIN_SPLIT"
 
 echo "[2-saliency] train PoolNet on $CCAMH/saliency/$TRAIN_SPLIT -> $POOLNET"
 "${LAUNCH[@]}" tools/train_saliency.py --method poolnet --config "configs/$DATASET/poolnet.yaml" \
@@ -101,10 +128,11 @@ infer "$POOLNET" "$TRAIN_SPLIT"
 
 RESULTS=()
 for split in $EVAL_SPLITS; do
-  [ "$split" = "$TRAIN_SPLIT" ] || { infer "$CCAMH" "$split"; infer "$POOLNET" "$split"; }
+  [ "$split" = "$TRAIN_SPLIT" ] || { ccamh_masks "$split"; infer "$POOLNET" "$split"; }
+  evaluate "C2AM-H activation" "$split" "$CCAMH/activation/$split" "$CCAMH/eval_activation_$split.json"
   evaluate C2AM-H "$split" "$CCAMH/saliency/$split" "$CCAMH/eval_saliency_$split.json"
   evaluate PoolNet "$split" "$POOLNET/saliency/$split" "$POOLNET/eval_saliency_$split.json"
-  RESULTS+=("$CCAMH/eval_saliency_$split.json" "$POOLNET/eval_saliency_$split.json")
+  RESULTS+=("$CCAMH/eval_activation_$split.json" "$CCAMH/eval_saliency_$split.json" "$POOLNET/eval_saliency_$split.json")
   for trivial in all-fg all-bg; do  # trivial baselines: everything salient, nothing salient
     dir=$EXP_ROOT/${DATASET}_saliency_$trivial
     "$PY" tools/infer_saliency.py --method "$trivial" --split "$split" --data "$DATA_ROOT" --out "$dir/$split" \

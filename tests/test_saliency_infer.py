@@ -86,3 +86,22 @@ def test_hint_is_the_max_over_present_classes(tmp_path):
     assert not hint_from_cam(empty, (4, 5)).any()
     with pytest.raises(DataError, match="hr_cam has shape"):
         hint_from_cam(load_cam(tmp_path / "x.npz"), (8, 5), path=tmp_path / "x.npz")
+
+
+def test_threshold_method_binarizes_a_folder_of_activations(tmp_path):
+    """--method threshold == binarize() of the stored 0..255 activation; a non-number threshold is a ConfigError."""
+    from wsss.errors import ConfigError
+    from wsss.saliency import SALIENCY_METHODS
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    act = rng.integers(0, 256, (12, 10), dtype=np.uint8)
+    save_gray_png(tmp_path / "act" / "a.png", act)
+    cfg = {"method": {"act_dir": str(tmp_path / "act")}, "infer": {"threshold": 0.5, "crf": None}}
+    (out,) = SALIENCY_METHODS.get("threshold")().predictor(cfg)([{"id": "a", "image": image}])
+    assert np.array_equal(out, np.where(act / 255.0 > 0.5, 255, 0))
+    assert np.array_equal(out, binarize(image, act / 255.0, 0.5, None))
+    with pytest.raises(ConfigError, match="infer.threshold"):
+        SALIENCY_METHODS.get("threshold")().predictor({**cfg, "infer": {"threshold": "best"}})
+    with pytest.raises(DataError, match="not found"):
+        SALIENCY_METHODS.get("threshold")().predictor(cfg)([{"id": "b", "image": image}])

@@ -106,7 +106,7 @@ def test_flip_check_runs_on_the_last_step_of_the_first_epoch(tiny):
 
 
 def test_methods_registry():
-    assert SALIENCY_METHODS.names() == ["all-bg", "all-fg", "cam-max", "ccam", "poolnet"]
+    assert SALIENCY_METHODS.names() == ["all-bg", "all-fg", "cam-max", "ccam", "poolnet", "threshold"]
     assert SALIENCY_METHODS.get("cam-max")().task is None
     sample = {"image": np.zeros((3, 5, 3), np.uint8)}
     assert (SALIENCY_METHODS.get("all-fg")().predictor({})([sample])[0] == 255).all()

@@ -1,15 +1,17 @@
 """The saliency methods behind ``--method``: how each is trained (if at all) and how it predicts.
 
-==========  ===========================================  ==================================
-method      training data                                written PNG
-==========  ===========================================  ==================================
-``ccam``    images + CAM hints (``method.cam_dir``);     0/255: threshold + 2-label dCRF
-            ``method.hint_weight=0`` = plain C2AM        (``infer.binarize=false``: 0..255)
-``poolnet`` images + saliency PNGs (``method.sal_dir``)  0..255: sigmoid * 255
-``cam-max`` none (reads ``method.cam_dir``)              0..255: max foreground CAM * 255
-``all-fg``  none                                         255 everywhere (trivial baseline)
-``all-bg``  none                                         0 everywhere (trivial baseline)
-==========  ===========================================  ==================================
+=============  ===========================================  ==================================
+method         training data                                written PNG
+=============  ===========================================  ==================================
+``ccam``       images + CAM hints (``method.cam_dir``);     0/255: threshold + 2-label dCRF
+               ``method.hint_weight=0`` = plain C2AM        (``infer.binarize=false``: 0..255)
+``poolnet``    images + saliency PNGs (``method.sal_dir``)  0..255: sigmoid * 255
+``threshold``  none (reads ``method.act_dir``: 0..255       0/255: threshold + 2-label dCRF,
+               activations, e.g. C2AM-H's unbinarized)      as ``ccam`` does
+``cam-max``    none (reads ``method.cam_dir``)              0..255: max foreground CAM * 255
+``all-fg``     none                                         255 everywhere (trivial baseline)
+``all-bg``     none                                         0 everywhere (trivial baseline)
+=============  ===========================================  ==================================
 
 A method's ``predictor(cfg, state_dict, device)`` returns ``predict(samples) -> [uint8 (H, W)]``
 for a list of sample dicts of the untransformed dataset (``id``, ``image`` uint8 RGB); images of
@@ -23,9 +25,10 @@ import numpy as np
 
 from ..data.io import find_cam, load_cam
 from ..engine import load_weights
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import SALIENCY_METHODS
-from .datasets import CamHintDataset, SaliencyTargetDataset, build_saliency_transform, hint_from_cam
+from .datasets import (CamHintDataset, SaliencyTargetDataset, build_saliency_transform, hint_from_cam,
+                       load_saliency)
 from .infer import binarize, by_shape, ccam_activations, poolnet_saliencies, to_uint8
 from .task import C2AMTask, PoolNetTask
 
@@ -48,6 +51,17 @@ def batched(fn):
         return out
 
     return predict
+
+
+def mask_threshold(infer_cfg):
+    """``infer.threshold`` as a number (``best`` is resolved by runners/2-saliency.sh, not here)."""
+    value = infer_cfg.get("threshold", 0.2)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"infer.threshold must be a number, got {value!r}",
+                          fix="pass infer.threshold=<t in [0, 1]>, or infer.binarize=false to write the activation "
+                              "(runners/2-saliency.sh turns 'best' into the best threshold of the training sweep)") from None
 
 
 class _TrainedMethod:
@@ -81,8 +95,8 @@ class CCAMMethod(_TrainedMethod):
         model = self.build(cfg, state_dict, device)
         inf = cfg.get("infer") or {}
         scales = tuple(inf.get("scales", (0.5, 1.0, 1.5, 2.0)))
-        flip, threshold, crf = bool(inf.get("flip", True)), float(inf.get("threshold", 0.2)), inf.get("crf", "irn")
-        binary = bool(inf.get("binarize", True))
+        flip, crf, binary = bool(inf.get("flip", True)), inf.get("crf", "irn"), bool(inf.get("binarize", True))
+        threshold = mask_threshold(inf) if binary else None
 
         def finish(image, act):
             return binarize(image, act, threshold, crf) if binary else to_uint8(act)
@@ -119,6 +133,30 @@ class CamMaxMethod:
         def one(sample):
             path = find_cam(cam_dir, sample["id"])
             return to_uint8(hint_from_cam(load_cam(path), sample["image"].shape[:2], path))
+
+        return lambda samples: [one(s) for s in samples]
+
+
+@SALIENCY_METHODS.register("threshold")
+class ThresholdMethod:
+    """Binarize a folder of 0..255 activation maps (``method.act_dir``) as C2AM-H's inference
+    does: ``value / 255 > infer.threshold``, then the 2-label dense CRF ``infer.crf``. Lets the
+    activations be computed once and thresholded at a value chosen afterwards (runner 2)."""
+
+    task = None
+
+    def predictor(self, cfg, state_dict=None, device="cpu"):
+        act_dir = _method_dir(cfg, "act_dir", "threshold")
+        inf = cfg.get("infer") or {}
+        threshold, crf = mask_threshold(inf), inf.get("crf", "irn")
+
+        def one(sample):
+            act = load_saliency(act_dir / f"{sample['id']}.png")
+            if act.shape != sample["image"].shape[:2]:
+                raise DataError(f"activation map is {act.shape[1]}x{act.shape[0]} but its image is "
+                                f"{sample['image'].shape[1]}x{sample['image'].shape[0]} (W x H)",
+                                path=act_dir / f"{sample['id']}.png", fix="write the maps at the image size")
+            return binarize(sample["image"], act.astype(np.float32) / 255.0, threshold, crf)
 
         return lambda samples: [one(s) for s in samples]
 

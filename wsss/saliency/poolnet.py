@@ -8,7 +8,11 @@ input the upsampled 3x3 convs of its 2/4/8 average pools, ReLU, upsample to the 
 3x3 conv; then fuse ``+ lateral + guidance`` with another 3x3 conv. A 1x1 conv scores the
 finest map, upsampled to the input size (the saliency logit; ``sigmoid * 255`` is the map).
 
-Decoder widths scale with ``width`` (published: 128, i.e. 128/256/512 channels). The optional
+Decoder widths scale with ``width`` (published: 128, i.e. 128/256/512 channels). New layers start
+from N(0, 0.01) as published (``init="normal"``); the decoder has no normalisation, so at small
+widths that init shrinks the signal ~10 layers deep to nothing and training stalls (width 16 on
+the synthetic benchmark: val fg/bg mIoU 50.8 after 2 epochs on ground-truth targets), hence
+``init="kaiming"`` (He normal, fan-in) for narrow CPU-sized decoders. The optional
 edge branch of the joint model is not included (P-NOC trains PoolNet without edges).
 """
 
@@ -81,8 +85,10 @@ class FeatureAggregation(nn.Module):
 class PoolNet(nn.Module):
     """PoolNet on any registry backbone. ``forward(x)`` -> saliency logits (N, 1, H, W)."""
 
-    def __init__(self, backbone, width=128):
+    def __init__(self, backbone, width=128, init="normal"):
         super().__init__()
+        if init not in ("normal", "kaiming"):
+            raise ConfigError(f"unknown PoolNet init {init!r}", fix="use model.init=normal (published) or kaiming")
         self.backbone = backbone
         ch = backbone.channels
         if "c1" not in ch:
@@ -105,7 +111,10 @@ class PoolNet(nn.Module):
         for m in self.new_modules():
             for conv in m.modules():
                 if isinstance(conv, nn.Conv2d):
-                    nn.init.normal_(conv.weight, 0.0, 0.01)
+                    if init == "normal":
+                        nn.init.normal_(conv.weight, 0.0, 0.01)
+                    else:
+                        nn.init.kaiming_normal_(conv.weight, mode="fan_in", nonlinearity="relu")
                     if conv.bias is not None:
                         nn.init.zeros_(conv.bias)
 

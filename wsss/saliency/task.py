@@ -96,14 +96,15 @@ class C2AMTask(TaskModule):
 
 
 class PoolNetTask(TaskModule):
-    """PoolNet training on saliency targets (``model.width``: decoder base width, 128 published)."""
+    """PoolNet training on saliency targets (``model.width``: decoder base width, 128 published;
+    ``model.init``: normal (published N(0, 0.01)) or kaiming)."""
 
     def __init__(self, cfg, num_classes=None):
         super().__init__()
         m = cfg.get("model") or {}
         # PoolNet's backbone keeps BN at its ImageNet statistics with frozen affine parameters.
         backbone = backbone_from_config(cfg, default_norm="frozen_affine")
-        self.model = PoolNet(backbone, width=int(m.get("width", 128)))
+        self.model = PoolNet(backbone, width=int(m.get("width", 128)), init=m.get("init", "normal"))
 
     def param_groups(self):
         # One learning rate for every layer, as PoolNet's solver (Adam over all trainable parameters).
