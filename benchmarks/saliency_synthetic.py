@@ -8,17 +8,16 @@ CAM experiment with ``cams/<train split>`` and ``cams/<eval split>``) trains C2A
 hints and PoolNet on the C2AM-H masks, writes their maps and scores them, with the baselines
 ``all-fg``, ``all-bg`` and ``cam-max`` (max foreground CAM), by ``tools/evaluate.py --mode
 saliency``: binary fg/bg mIoU (%), threshold swept 0.05..0.80 on the ground truth (0/255 masks
-score the same at every threshold). This script then adds C2AM-H's raw activation (before the
-threshold and the dCRF) and collects everything, with training times and the command, into
-``--out`` (JSON, written atomically). Stage outputs in ``--work`` are reused unless ``--overwrite``.
+score the same at every threshold). The runner also scores C2AM-H's activation (before the
+threshold and the dCRF) and binarizes it at the best threshold of the TRAINING split's sweep
+(``infer.threshold: best``). This script collects everything, with training times and the
+command, into ``--out`` (JSON, written atomically). Stage outputs in ``--work`` are reused (e.g.
+a finished ``runners/demo.sh`` folder) unless ``--overwrite``.
 """
 
 import argparse
 import json
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.stage_run import run_record, sh  # noqa: E402
 from wsss.cli import run_main  # noqa: E402
 from wsss.data.io import write_json  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
@@ -45,10 +45,6 @@ def parse_args(argv=None):
     p.add_argument("--overwrite", action="store_true", help="redo every stage")
     return p.parse_args(argv)
 
-
-def sh(cmd, env=None):
-    print("+", " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, env=env)
 
 
 def training(exp):
@@ -79,16 +75,10 @@ def main(argv=None):
     sh(["bash", "runners/2-saliency.sh"], env=env)
     wall = time.perf_counter() - start
     ccamh, poolnet = work / "synthetic_ccamh", work / "synthetic_poolnet"
-    act = ccamh / "activation" / args.split
-    force = ["--overwrite"] if args.overwrite else []
-    sh([py, "tools/infer_saliency.py", "--exp", ccamh, "--split", args.split, "--data", data, "--out", act,
-        "infer.binarize=false", *force])
-    sh([py, "tools/evaluate.py", "--data", data, "--split", args.split, "--pred", act, "--mode", "saliency",
-        "--out", act.parent / f"eval_saliency_{args.split}.json", "--workers", "1", *force])
-
+    t = (ccamh / "threshold.txt").read_text().strip() if (ccamh / "threshold.txt").is_file() else "config"
     results = {
-        "C2AM-H (0/255 masks: t 0.2 + dCRF)": score(ccamh / f"eval_saliency_{args.split}.json"),
-        "C2AM-H activation (before t + dCRF)": score(act.parent / f"eval_saliency_{args.split}.json"),
+        f"C2AM-H (0/255 masks: t {t} from the training sweep + dCRF)": score(ccamh / f"eval_saliency_{args.split}.json"),
+        "C2AM-H activation (before t + dCRF)": score(ccamh / f"eval_activation_{args.split}.json"),
         "PoolNet (on the C2AM-H masks)": score(poolnet / f"eval_saliency_{args.split}.json"),
         "baseline: max foreground CAM": score(priors / "cam_max" / f"eval_saliency_{args.split}.json"),
         "baseline: all foreground": score(work / "synthetic_saliency_all-fg" / f"eval_saliency_{args.split}.json"),
@@ -101,13 +91,11 @@ def main(argv=None):
         "metric": DEFINITION,
         "results": results,
         "training": {"C2AM-H": training(ccamh), "PoolNet": training(poolnet)},
-        "stage_wall_seconds": round(wall, 1),
+        "runner_wall_seconds_this_call": round(wall, 1),
         "dataset": meta.get("config", {"root": str(data)}),
         "priors": str(priors),
         "configs": ["configs/synthetic/ccam.yaml", "configs/synthetic/poolnet.yaml"],
-        "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "environment": {"python": platform.python_version(), "torch": __import__("torch").__version__,
-                        "cpus": os.cpu_count(), "machine": platform.machine()},
+        **run_record(),
     }
     write_json(args.out, out)
     width = max(len(k) for k in results)
