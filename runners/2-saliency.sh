@@ -14,6 +14,7 @@
 #   DATASET      synthetic | voc | coco                                   [synthetic]
 #   DATA_ROOT    dataset root                                             [data/$DATASET]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
+#   WORKERS      processes for the C2AM-H masks' dCRF                     [2]
 #   EXP_ROOT     experiments folder                                       [experiments]
 #   PRIORS       stage-1 experiment whose cams/<split> are the hints      [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
 #   TRAIN_SPLIT  training split                                           [the config's data.train_split]
@@ -33,6 +34,7 @@ cd "$(dirname "$0")/.."
 DATASET=${DATASET:-synthetic}
 DATA_ROOT=${DATA_ROOT:-data/$DATASET}
 GPUS=${GPUS:-0}
+WORKERS=${WORKERS:-2}
 EXP_ROOT=${EXP_ROOT:-experiments}
 PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_${METHOD:-pnoc}}
 EVAL_SPLITS=${EVAL_SPLITS:-val}
@@ -66,7 +68,7 @@ ccamh_masks() {  # ccamh_masks SPLIT: C2AM-H activations of SPLIT, then its mask
   [ "$t" = best ] && t=$(cat "$CCAMH/threshold.txt")
   echo "[2-saliency] C2AM-H masks of $1 (threshold $t)"
   "${LAUNCH[@]}" tools/infer_saliency.py --method threshold --config "configs/$DATASET/ccam.yaml" --split "$1" \
-    --data "$DATA_ROOT" --out "$CCAMH/saliency/$1" "${FORCE[@]}" "method.act_dir=$CCAMH/activation/$1" \
+    --data "$DATA_ROOT" --out "$CCAMH/saliency/$1" --workers "$WORKERS" "${FORCE[@]}" "method.act_dir=$CCAMH/activation/$1" \
     "infer.threshold=$t" | tail -n 1
 }
 

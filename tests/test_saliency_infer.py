@@ -105,3 +105,29 @@ def test_threshold_method_binarizes_a_folder_of_activations(tmp_path):
         SALIENCY_METHODS.get("threshold")().predictor({**cfg, "infer": {"threshold": "best"}})
     with pytest.raises(DataError, match="not found"):
         SALIENCY_METHODS.get("threshold")().predictor(cfg)([{"id": "b", "image": image}])
+
+
+def test_threshold_tool_pool_equals_single_process(tmp_path):
+    """infer_saliency --method threshold --workers 2 writes the same masks as one process."""
+    import importlib.util
+    from pathlib import Path
+
+    from wsss.data import build_dataset
+    from wsss.data.synthetic import generate
+
+    generate(tmp_path / "data", seed=1, n_train=6, n_val=2, size=32, progress=False)
+    ds = build_dataset("synthetic", tmp_path / "data", "train")
+    rng = np.random.default_rng(2)
+    for i in ds.ids:
+        save_gray_png(tmp_path / "act" / f"{i}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    spec = importlib.util.spec_from_file_location(
+        "infer_saliency", Path(__file__).resolve().parents[1] / "tools/infer_saliency.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for workers in (1, 2):
+        assert tool.main(["--method", "threshold", "--data", str(tmp_path / "data"), "--split", "train",
+                          "--out", str(tmp_path / f"w{workers}"), "--workers", str(workers),
+                          f"method.act_dir={tmp_path / 'act'}", "infer.threshold=0.5", "infer.crf={preset: irn}"]) == 0
+    for i in ds.ids:
+        one, two = load_saliency(tmp_path / "w1" / f"{i}.png"), load_saliency(tmp_path / "w2" / f"{i}.png")
+        assert np.array_equal(one, two) and set(np.unique(one)) <= {0, 255}

@@ -13,7 +13,8 @@ present classes of the CAMs * 255.
 Any folder of ``<id>.png`` 0..255 maps, made here or by another tool, is accepted downstream
 (PoolNet's ``method.sal_dir``, the random walk stage, ``tools/evaluate.py --mode saliency``).
 Existing PNGs are skipped (``--overwrite`` redoes them); with torchrun each rank writes its
-shard of the split. The effective config is saved as ``<out>/config.yaml``.
+shard of the split; training-free methods (``threshold``: its dCRF) run in ``--workers``
+processes. The effective config is saved as ``<out>/config.yaml``.
 """
 
 import argparse
@@ -27,7 +28,9 @@ from wsss.data import build_dataset, detect_dataset
 from wsss.data.io import save_gray_png
 from wsss.engine import is_main, load_checkpoint, resolve_device, shard
 from wsss.errors import ConfigError
+from wsss.postprocess.crf import parallel_map
 from wsss.saliency import SALIENCY_METHODS
+from wsss.saliency.methods import predict_and_save
 
 
 def parse_args(argv=None):
@@ -41,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="output folder of <id>.png maps")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:i]")
     p.add_argument("--overwrite", action="store_true", help="redo maps that already exist")
+    p.add_argument("--workers", type=int, default=1, help="processes for training-free methods (e.g. threshold)")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value (e.g. infer.scales=[1.0])")
     return p.parse_args(argv)
 
@@ -86,7 +90,13 @@ def main(argv=None):
     mine = shard(dataset.ids)
     todo = [i for i in mine if args.overwrite or not (out / f"{i}.png").is_file()]
     batch = max(1, int((cfg.get("infer") or {}).get("batch_size", 1)))
-    if todo:
+    if todo and method.task is None and args.workers > 1:
+        job = {"dataset": ds_name, "root": data["root"], "split": args.split, "method": name, "cfg": cfg,
+               "out": str(out)}
+        for _ in tqdm(parallel_map(predict_and_save, todo, workers=args.workers, state=job), total=len(todo),
+                      desc=f"saliency {name}", unit="img", dynamic_ncols=True, mininterval=1.0):
+            pass
+    elif todo:
         predict = method.predictor(cfg, state, resolve_device(args.device))
         bar = tqdm(total=len(todo), desc=f"saliency {name}", unit="img", dynamic_ncols=True, mininterval=1.0)
         for start in range(0, len(todo), batch):

@@ -175,3 +175,22 @@ class ConstantMethod:
 
 SALIENCY_METHODS.register("all-fg")(partial(ConstantMethod, 255))
 SALIENCY_METHODS.register("all-bg")(partial(ConstantMethod, 0))
+
+
+_WORKER = {}
+
+
+def predict_and_save(job, image_id):
+    """Process-pool job (``tools/infer_saliency.py --workers``) of a training-free method: predict
+    one image and write ``<out>/<id>.png``; one dataset and predictor per process. ``job``:
+    ``dataset``, ``root``, ``split``, ``method``, ``cfg``, ``out``."""
+    from ..data import build_dataset
+    from ..data.io import save_gray_png
+
+    if _WORKER.get("job") is not job:
+        dataset = build_dataset(job["dataset"], job["root"], job["split"])
+        _WORKER.update(job=job, dataset=dataset, index={i: n for n, i in enumerate(dataset.ids)},
+                       predict=SALIENCY_METHODS.get(job["method"])().predictor(job["cfg"], None, "cpu"))
+    sample = _WORKER["dataset"][_WORKER["index"][image_id]]
+    save_gray_png(Path(job["out"]) / f"{image_id}.png", _WORKER["predict"]([sample])[0])
+    return image_id
