@@ -112,7 +112,7 @@ fi
 # and PoolNet from C2AM-H's, as the published ones start from ImageNet weights.
 CC_INIT=(); PN_INIT=()
 if [ "$DATASET" = synthetic ]; then
-  CC_INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.")
+  CC_INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
   PN_INIT=("model.backbone_init=$CCAMH/checkpoints/last.pth")
 fi
 

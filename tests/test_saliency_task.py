@@ -128,5 +128,5 @@ def test_backbone_init_from_another_experiment(tmp_path):
     cfg["model"]["backbone_init"] = str(tmp_path / "b.pth")
     with pytest.raises(CheckpointError, match="backbone_init_prefix"):
         PoolNetTask(cfg)
-    cfg["model"]["backbone_init_prefix"] = "oc."
+    cfg["model"]["backbone_init_prefix"] = "oc.backbone."
     assert torch.equal(PoolNetTask(cfg).model.backbone.conv1.weight, source.model.backbone.conv1.weight)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wsss.errors import ConfigError
+from wsss.errors import CheckpointError, ConfigError
 from wsss.segmentation import MODELS, build_segmentation_model
 from wsss.segmentation.heads import ASPPv2Head
 
@@ -146,7 +146,7 @@ def test_backbone_init_from_another_stage_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "one.pth", {"state_dict": {k: v for k, v in state.items() if k.startswith("net.")}})
     model = make_model("deeplabv2", backbone_init=str(tmp_path / "one.pth"))
     torch.testing.assert_close(model.backbone.layer4.weight, cam_net.layer4.weight)
-    with pytest.raises(ConfigError, match="several backbones"):
+    with pytest.raises(CheckpointError, match="several backbones"):
         make_model("deeplabv2", backbone_init=str(tmp_path / "two.pth"))
     model = make_model("deeplabv2", backbone_init=str(tmp_path / "two.pth"), backbone_init_prefix="oc.backbone.")
     torch.testing.assert_close(model.backbone.layer4.weight, oc_net.layer4.weight)

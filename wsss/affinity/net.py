@@ -131,9 +131,9 @@ def build_affinity_net(cfg, load_backbone=True):
                               weights=m.get("weights") if load_backbone else None,
                               **(m.get("backbone_kwargs") or {}))
     if load_backbone and m.get("backbone_init"):
-        from ..segmentation.deeplab import init_backbone_from
+        from ..engine.checkpoint import load_backbone_from
 
-        init_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
+        load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
     return AffinityNet(backbone, width=int(m.get("edge_width", 32)))
 
 

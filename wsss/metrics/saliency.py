@@ -14,8 +14,7 @@ import numpy as np
 from ..errors import DataError
 from .cam_eval import DEFAULT_THRESHOLDS, parse_thresholds
 from .confusion import histogram
-from .evaluator import MODES, accumulate, check_predictions, png_path
-from .miou import summarize_confusion
+from .evaluator import MODES, accumulate, check_predictions, png_path, sweep_result
 
 CLASS_NAMES = ["background", "foreground"]
 IGNORE = 255
@@ -48,13 +47,7 @@ def confusion_at(hist, threshold):
 
 def summarize_saliency(hist, thresholds):
     """Report dict at the best threshold (first best on ties) with the whole curve."""
-    curve = [summarize_confusion(confusion_at(hist, t), CLASS_NAMES) for t in thresholds]
-    best = int(np.argmax([c["miou"] for c in curve]))
-    result = dict(curve[best])
-    result["threshold"] = thresholds[best]
-    result["curve"] = [{"threshold": t, "miou": c["miou"], "mean_fp_foreground": c["mean_fp_foreground"],
-                        "mean_fn_foreground": c["mean_fn_foreground"]} for t, c in zip(thresholds, curve)]
-    return result
+    return sweep_result([confusion_at(hist, t) for t in thresholds], thresholds, CLASS_NAMES)
 
 
 @MODES.register("saliency")

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import build_backbone
-from ..engine import OPTIMIZERS, TaskModule, load_checkpoint, load_weights, param_groups_4
-from ..errors import CheckpointError, ConfigError
+from ..engine import TaskModule, param_groups_4
+from ..engine.checkpoint import load_backbone_from
+from ..errors import ConfigError
 from .ccam import C2AM, is_background_map
 from .losses import contrastive_losses, hint_loss
 from .poolnet import PoolNet
@@ -21,7 +22,8 @@ from .poolnet import PoolNet
 def backbone_from_config(cfg, default_norm="train"):
     """``build_backbone`` from ``cfg["model"]`` (``backbone``, ``output_stride`` 16, ``norm_mode``,
     ``weights``, ``backbone_kwargs`` e.g. ``{width: 32}`` for resnet18), then optionally
-    ``backbone_init``: the backbone of another wsss experiment's checkpoint."""
+    ``backbone_init``: the backbone of another wsss experiment's checkpoint (under
+    ``backbone_init_prefix``, e.g. ``net.backbone.``; found when only one fits)."""
     m = cfg.get("model") or {}
     if "backbone" not in m:
         raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
@@ -29,30 +31,8 @@ def backbone_from_config(cfg, default_norm="train"):
                               norm_mode=m.get("norm_mode", default_norm), weights=m.get("weights"),
                               **(m.get("backbone_kwargs") or {}))
     if m.get("backbone_init"):
-        load_backbone_from_experiment(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
+        load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
     return backbone
-
-
-def load_backbone_from_experiment(backbone, path, prefix=None):
-    """Load the ``<prefix>backbone.*`` weights of a wsss checkpoint into ``backbone``.
-
-    Where no ImageNet weights exist (the synthetic benchmark) a saliency network starts, as the
-    published ones do from ImageNet, from a trained backbone: stage 1's CAM network for C2AM-H,
-    C2AM-H's for PoolNet. ``prefix`` (e.g. ``net.``) picks one network of a checkpoint that
-    holds several (P-NOC's ``net`` and ``oc``)."""
-    state = load_checkpoint(path).get("state_dict") or {}
-    found = sorted({k[:k.index("backbone.")] for k in state if "backbone." in k})
-    if prefix is None and len(found) == 1:
-        prefix = found[0]
-    if prefix is None or prefix not in found:
-        raise CheckpointError(
-            "checkpoint holds no backbone" if not found else
-            f"checkpoint holds backbones under {', '.join(repr(f) for f in found)}", path=path,
-            fix="point model.backbone_init to a wsss experiment's checkpoints/last.pth" if not found else
-            "choose one with model.backbone_init_prefix=<prefix>")
-    head = prefix + "backbone."
-    sub = {k[len(head):]: v for k, v in state.items() if k.startswith(head)}
-    load_weights(backbone, sub, strict=True, path=path)
 
 
 class C2AMTask(TaskModule):

@@ -9,7 +9,8 @@ its stride (8 for v1/v2 on an OS8 backbone, 4 for v3+).
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import CheckpointError, ConfigError
+from ..engine.checkpoint import load_backbone_from
+from ..errors import ConfigError
 from ..registry import Registry
 from .heads import ASPPv2Head, DeepLabV1Head, DeepLabV3PlusHead, v3plus_rates
 
@@ -87,27 +88,6 @@ def freeze_prefixes(module, prefixes):
             p.requires_grad_(False)
 
 
-def init_backbone_from(backbone, path, prefix=None):
-    """Load ``backbone``'s weights from a toolkit checkpoint of another stage (e.g. the CAM
-    network), found under ``prefix`` (e.g. ``net.backbone.``); ``None`` finds the prefix when
-    exactly one holds every weight of this backbone."""
-    from ..engine.checkpoint import extract_state_dict, load_checkpoint, load_weights
-
-    state = extract_state_dict(load_checkpoint(path))
-    own = list(backbone.state_dict())
-    if prefix is None:
-        found = sorted(p for p in {k[: -len(own[0])] for k in state if k.endswith(own[0])}
-                       if all(p + k in state for k in own))
-        if len(found) > 1:
-            raise ConfigError(f"the checkpoint holds several backbones ({', '.join(found)})", path=path,
-                              fix="choose one with model.backbone_init_prefix")
-        prefix = found[0] if found else None
-    if prefix is None or not all(prefix + k in state for k in own):
-        raise CheckpointError(f"no complete set of this backbone's weights{f' under {prefix!r}' if prefix else ''}",
-                              path=path, fix="point model.backbone_init to a checkpoint with the same backbone")
-    return load_weights(backbone, {k: state[prefix + k] for k in own}, strict=True, path=path)
-
-
 def _build_backbone(model_cfg):
     from ..backbones import build_backbone  # imported late: tests pass stand-in backbones
 
@@ -133,7 +113,7 @@ def build_segmentation_model(model_cfg, num_outputs, backbone=None):
     if backbone is None:
         backbone = _build_backbone(model_cfg)
     if model_cfg.get("backbone_init"):
-        init_backbone_from(backbone, model_cfg["backbone_init"], model_cfg.get("backbone_init_prefix"))
+        load_backbone_from(backbone, model_cfg["backbone_init"], model_cfg.get("backbone_init_prefix"))
     output_stride = int(getattr(backbone, "output_stride", model_cfg.get("output_stride", 16)))
     head_kw = dict(model_cfg.get("head") or {})
     align = model_cfg.get("align_corners", DEFAULT_ALIGN[name])
