@@ -131,3 +131,10 @@ def test_threshold_tool_pool_equals_single_process(tmp_path):
     for i in ds.ids:
         one, two = load_saliency(tmp_path / "w1" / f"{i}.png"), load_saliency(tmp_path / "w2" / f"{i}.png")
         assert np.array_equal(one, two) and set(np.unique(one)) <= {0, 255}
+
+
+def test_saliency_of_the_wrong_size_names_the_file(tmp_path):
+    save_gray_png(tmp_path / "a.png", np.zeros((4, 6), np.uint8))
+    assert load_saliency(tmp_path / "a.png", shape=(4, 6)).shape == (4, 6)
+    with pytest.raises(DataError, match=r"a\.png: saliency map is 6x4 but the ground truth is 6x5"):
+        load_saliency(tmp_path / "a.png", shape=(5, 6), of="the ground truth")

@@ -11,7 +11,6 @@ the reference skips images without labels. Predictions: any folder of ``<id>.png
 
 import numpy as np
 
-from ..errors import DataError
 from .cam_eval import DEFAULT_THRESHOLDS, parse_thresholds
 from .confusion import histogram
 from .evaluator import MODES, accumulate, check_predictions, png_path, sweep_result
@@ -63,11 +62,7 @@ def evaluate_saliency(job):
     def one(image_id):
         gt = job.gt.load(image_id)
         path = png_path(job.pred_dir, image_id)
-        sal = load_saliency(path)
-        if sal.shape != gt.shape:
-            raise DataError(f"saliency map is {sal.shape[1]}x{sal.shape[0]} but the ground truth is "
-                            f"{gt.shape[1]}x{gt.shape[0]} (W x H)", path=path,
-                            fix="write saliency maps at the image's original size")
+        sal = load_saliency(path, shape=gt.shape, of="the ground truth")
         hist = saliency_histogram(gt, sal)
         used = bool(hist[1].sum() > 0)
         return {"hist": hist * used, "used": np.int64(used)}

@@ -30,8 +30,10 @@ def hint_from_cam(cam, shape, path=None):
     return hr.max(0).astype(np.float32)
 
 
-def load_saliency(path):
-    """Read a 0..255 gray saliency PNG as uint8 (H, W); RGB(A) PNGs use their first channel."""
+def load_saliency(path, shape=None, of="its image"):
+    """Read a 0..255 gray saliency PNG as uint8 (H, W); RGB(A) PNGs use their first channel.
+
+    With ``shape`` (H, W), a map of another size is a DataError naming ``of`` (what it must match)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("saliency map not found", path=path,
@@ -46,6 +48,9 @@ def load_saliency(path):
     if arr.dtype != np.uint8:
         raise DataError(f"saliency map has dtype {arr.dtype}, expected 8-bit gray 0..255", path=path,
                         fix="save it as an 8-bit gray PNG")
+    if shape is not None and arr.shape != tuple(shape):
+        raise DataError(f"saliency map is {arr.shape[1]}x{arr.shape[0]} but {of} is {shape[1]}x{shape[0]} (W x H)",
+                        path=path, fix="write saliency maps at the image's original size")
     return arr
 
 
@@ -110,11 +115,7 @@ class SaliencyTargetDataset(_MapDataset):
 
     def add_maps(self, sample):
         path = self.sal_dir / f"{sample['id']}.png"
-        sal = load_saliency(path)
-        if sal.shape != sample["image"].shape[:2]:
-            raise DataError(f"saliency map is {sal.shape[1]}x{sal.shape[0]} but its image is "
-                            f"{sample['image'].shape[1]}x{sample['image'].shape[0]} (W x H)", path=path,
-                            fix="write saliency maps at the image size")
+        sal = load_saliency(path, shape=sample["image"].shape[:2])
         return {"saliency": sal.astype(np.float32) / 255.0, "valid": np.ones(sal.shape, np.float32)}
 
 

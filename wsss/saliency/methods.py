@@ -25,7 +25,7 @@ import numpy as np
 
 from ..data.io import find_cam, load_cam
 from ..engine import load_weights
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from . import SALIENCY_METHODS
 from .datasets import (CamHintDataset, SaliencyTargetDataset, build_saliency_transform, hint_from_cam,
                        load_saliency)
@@ -151,11 +151,7 @@ class ThresholdMethod:
         threshold, crf = mask_threshold(inf), inf.get("crf", "irn")
 
         def one(sample):
-            act = load_saliency(act_dir / f"{sample['id']}.png")
-            if act.shape != sample["image"].shape[:2]:
-                raise DataError(f"activation map is {act.shape[1]}x{act.shape[0]} but its image is "
-                                f"{sample['image'].shape[1]}x{sample['image'].shape[0]} (W x H)",
-                                path=act_dir / f"{sample['id']}.png", fix="write the maps at the image size")
+            act = load_saliency(act_dir / f"{sample['id']}.png", shape=sample["image"].shape[:2])
             return binarize(sample["image"], act.astype(np.float32) / 255.0, threshold, crf)
 
         return lambda samples: [one(s) for s in samples]
