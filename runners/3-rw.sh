@@ -19,8 +19,12 @@
 #   EXP          this stage's folder                                      [$EXP_ROOT/${DATASET}_rw]
 #   TRAIN_SPLIT  split of the labels, the training and the pseudo masks  [the config's data.train_split]
 #   EVAL_SPLITS  splits whose pseudo masks are scored (must be in TRAIN_SPLIT or get CAMs)  [train]
+#   RW_THRESHOLD background score of the pseudo masks, or "best" = the best threshold of a sweep of
+#                the walked scores on TRAIN_SPLIT's ground truth (tuned on ground truth, as the CAM
+#                thresholds are; P-NOC sweeps it too before fixing 0.3)   [the config's infer.bg_threshold]
 #   OVERRIDES    extra key=value config overrides, space-separated
-# Outputs: $EXP/aff_labels, $EXP (checkpoints), $EXP/pseudo/<split> (index PNGs for stage 4).
+# Outputs: $EXP/aff_labels, $EXP (checkpoints), $EXP/pseudo/<split> (index PNGs for stage 4);
+# with RW_THRESHOLD=best also $EXP/rw/<split> (walked scores), eval_rwscores_<split>.json, threshold.txt.
 # Reruns skip finished work; OVERWRITE=1 redoes everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,9 +65,30 @@ echo "[3-rw] train AffinityNet -> $EXP"
 "${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
   --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"
 
-echo "[3-rw] pseudo masks of $TRAIN_SPLIT -> $EXP/pseudo/$TRAIN_SPLIT"
-"${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
-  --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}"
+RW_THRESHOLD=${RW_THRESHOLD:-$(config_value "$CONFIG" infer.bg_threshold)}
+[ "$OVERWRITE" = 1 ] && rm -f "$EXP/threshold.txt"
+if [ "$RW_THRESHOLD" = best ]; then
+  echo "[3-rw] walked scores of $TRAIN_SPLIT -> $EXP/rw/$TRAIN_SPLIT"
+  "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
+    --save-rw "$EXP/rw/$TRAIN_SPLIT" --scores-only "${FORCE[@]}" "${EXTRA[@]}"
+  if [ ! -f "$EXP/threshold.txt" ]; then
+    "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --pred "$EXP/rw/$TRAIN_SPLIT" --mode cam \
+      --no-contour --out "$EXP/eval_rwscores_$TRAIN_SPLIT.json" --overwrite | tail -n 1
+    "$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['threshold'])" \
+      "$EXP/eval_rwscores_$TRAIN_SPLIT.json" > "$EXP/threshold.txt.tmp"
+    mv "$EXP/threshold.txt.tmp" "$EXP/threshold.txt"
+  fi
+  RW_THRESHOLD=$(cat "$EXP/threshold.txt")
+  CRF=$(config_value "$CONFIG" infer.crf.preset)
+  echo "[3-rw] pseudo masks of $TRAIN_SPLIT at the sweep's threshold $RW_THRESHOLD -> $EXP/pseudo/$TRAIN_SPLIT"
+  "$PY" tools/make_pseudo_masks.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --scores "$EXP/rw/$TRAIN_SPLIT" \
+    --threshold "$RW_THRESHOLD" --crf "${CRF:-none}" --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}"
+else
+  echo "[3-rw] pseudo masks of $TRAIN_SPLIT -> $EXP/pseudo/$TRAIN_SPLIT"
+  "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
+    --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" \
+    ${RW_THRESHOLD:+"infer.bg_threshold=$RW_THRESHOLD"}
+fi
 
 RESULTS=()
 for split in $EVAL_SPLITS; do

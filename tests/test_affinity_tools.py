@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import infer_rw  # noqa: E402
 import make_affinity_labels  # noqa: E402
+import make_pseudo_masks  # noqa: E402
 import train_affinity  # noqa: E402
 
 
@@ -55,7 +56,8 @@ def tiny(tmp_path_factory):
     cfg["method"]["radius"] = 5
     cfg["train"].update(epochs=2, batch_size=4, num_workers=0, log_every=1, seed=0)
     cfg["augment"] = {"resize_long": [56, 72], "hflip": True, "crop": 64}
-    cfg["infer"].update(pad_size=64, batch_size=3, num_workers=0)
+    assert cfg["infer"]["bg_threshold"] == "best"  # the synthetic config leaves it to runners/3-rw.sh
+    cfg["infer"].update(pad_size=64, batch_size=3, num_workers=0, bg_threshold=0.3, crf=None)
     (tmp / "affinity.yaml").write_text(yaml.safe_dump(cfg))
     return tmp, ids
 
@@ -99,6 +101,20 @@ def test_stage_end_to_end(tiny, capsys):
     for i in ids:
         assert np.array_equal(load_mask(tmp / "p1" / f"{i}.png"), load_mask(tmp / "p2" / f"{i}.png"))
 
+    # scores only (runners/3-rw.sh with bg_threshold best), then masks from the saved scores at the
+    # same threshold: the masks of the one-pass run, up to the fp16 rounding of the saved scores
+    scores = ["--exp", str(tmp / "exp"), "--split", "train", "--cams", str(tmp / "cams"), "--scores-only",
+              "--save-rw", str(tmp / "rw2"), "infer.bg_threshold=best"]
+    assert infer_rw.main(scores) == 0
+    assert "8 walked score files, 0 skipped" in capsys.readouterr().out
+    assert not (tmp / "exp" / "pseudo").exists()
+    infer_rw.main(scores)
+    assert "0 walked score files, 8 skipped" in capsys.readouterr().out
+    assert make_pseudo_masks.main(["--data", str(tmp / "data"), "--split", "train", "--scores", str(tmp / "rw2"),
+                                   "--threshold", "0.3", "--out", str(tmp / "p3")]) == 0
+    differ = sum(int((load_mask(tmp / "p3" / f"{i}.png") != first[i]).sum()) for i in ids)
+    assert differ <= 0.001 * len(ids) * 64 * 64
+
 
 def test_missing_inputs_raise_config_errors(tiny):
     tmp, _ = tiny
@@ -110,6 +126,18 @@ def test_missing_inputs_raise_config_errors(tiny):
                                    "method.labels_fallback.rule=saliency"])
     with pytest.raises(ConfigError):
         train_affinity.main(["--config", cfg, "--labels", str(tmp / "nope"), "--exp", str(tmp / "e")])
+
+
+def test_infer_rw_needs_a_numeric_threshold_or_scores_only(tiny, tmp_path):
+    tmp, _ = tiny
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "config.yaml").write_text((tmp / "affinity.yaml").read_text())
+    base = ["--exp", str(exp), "--split", "train", "--cams", str(tmp / "cams")]
+    with pytest.raises(ConfigError, match="not a number"):
+        infer_rw.main(base + ["infer.bg_threshold=best"])
+    with pytest.raises(ConfigError, match="needs --save-rw"):
+        infer_rw.main(base + ["--scores-only"])
 
 
 def test_tool_exits_2_with_a_message(tiny):

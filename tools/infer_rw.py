@@ -5,14 +5,18 @@
     torchrun --nproc_per_node=4 tools/infer_rw.py ...     # shards the images over the ranks
 
 Per image (``wsss.affinity``): boundary map of the image and its flip (padded to
-``infer.pad_size``), stride-4 CAMs times (1 - boundary), walked by T = column-normalised A^beta
+``infer.pad_size``), stride-4 CAMs times (1 - boundary) (``infer.mask_edge``; off: psa's
+unmasked CAMs), walked by T = column-normalised A^beta
 applied 2^logt times with sparse products (``infer.beta`` / ``logt`` / ``radius``, IRN 10 / 8 /
 5), bilinear x4, divided by the max, background padded at ``infer.bg_threshold`` (P-NOC 0.3;
 or psa's walked ``(1 - max)^bg_alpha`` channel), argmax, optional label CRF (``infer.crf``,
 P-NOC: t 1, gt_prob 0.9) in ``--workers`` processes. Writes ``<out>/<id>.png`` (VOC-palette
 index PNG) atomically, skips finished images unless ``--overwrite``, saves the effective config
 as ``<out>/config.yaml``; ``--save-rw DIR`` also writes the walked scores as CAM files
-(``keys``, ``cam`` stride 4, ``hr_cam``) for threshold sweeps with tools/evaluate.py.
+(``keys``, ``cam`` stride 4, ``hr_cam``) for threshold sweeps with tools/evaluate.py;
+``--scores-only`` writes just those (resumable on them) and leaves the masks to
+tools/make_pseudo_masks.py, for a background threshold picked from that sweep
+(``infer.bg_threshold: best``, resolved by runners/3-rw.sh).
 """
 
 import argparse
@@ -49,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--cams", required=True, help="folder of <id>.npz CAM files of that split")
     p.add_argument("--out", default=None, help="pseudo-mask folder (default: <exp>/pseudo/<split>)")
     p.add_argument("--save-rw", default=None, help="also write the walked scores as CAM files here")
+    p.add_argument("--scores-only", action="store_true",
+                   help="write only the --save-rw scores, no masks (threshold sweep first)")
     p.add_argument("--data", default=None, help="dataset root (default: data.root of the experiment)")
     p.add_argument("--checkpoint", default=None, help="weights (default: <exp>/checkpoints/last.pth)")
     p.add_argument("--workers", type=int, default=1, help="processes for the CRF / PNG writing")
@@ -64,6 +70,12 @@ def resolve_config(args):
     if (infer["bg_threshold"] is None) == (infer["bg_alpha"] is None):
         raise ConfigError("set exactly one of infer.bg_threshold (IRN/P-NOC) and infer.bg_alpha (psa)",
                           fix="e.g. infer.bg_alpha=null for the threshold")
+    if args.scores_only and not args.save_rw:
+        raise ConfigError("--scores-only writes the walked scores and needs --save-rw DIR", fix="add --save-rw DIR")
+    if not args.scores_only and infer["bg_alpha"] is None and not isinstance(infer["bg_threshold"], (int, float)):
+        raise ConfigError(f"infer.bg_threshold={infer['bg_threshold']!r} is not a number",
+                          fix="pass infer.bg_threshold=<float>, or --scores-only --save-rw DIR and then "
+                              "tools/make_pseudo_masks.py at the threshold of a sweep (runners/3-rw.sh does this)")
     if infer["dtype"] not in DTYPES:
         raise ConfigError(f"infer.dtype={infer['dtype']!r}", fix=f"use one of {', '.join(DTYPES)}")
     if args.data:
@@ -136,7 +148,8 @@ def main(argv=None):
     device = resolve_device(infer["device"])
     dataset = build_dataset(data["dataset"], data["root"], args.split)
     mine = shard(range(len(dataset)), rank, world)
-    todo = [i for i in mine if args.overwrite or not (out / f"{dataset.ids[i]}.png").is_file()]
+    done_dir, ext = (Path(args.save_rw), ".npz") if args.scores_only else (out, ".png")
+    todo = [i for i in mine if args.overwrite or not (done_dir / f"{dataset.ids[i]}{ext}").is_file()]
     net = load_net(cfg, args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth", device)
     loader = DataLoader(WalkInputs(dataset, todo, args.cams), batch_size=int(infer["batch_size"]),
                         num_workers=int(infer["num_workers"]), collate_fn=list)
@@ -149,6 +162,9 @@ def main(argv=None):
                     low, high = rw[len(rw) - k:], scores[len(scores) - k:]
                     save_cam(Path(args.save_rw) / f"{it['id']}.npz", it["keys"],
                              low / max(float(low.max(initial=0)), 1e-12), high / max(float(high.max(initial=0)), 1e-12))
+                if args.scores_only:
+                    yield it["id"], 0.0
+                    continue
                 if infer["bg_alpha"] is not None:
                     index = scores.argmax(0) if len(scores) else np.zeros(scores.shape[1:], np.int64)
                 else:
@@ -158,7 +174,8 @@ def main(argv=None):
     state = {"dataset": dataset, "out_dir": out, "crf": infer["crf"]}
     fg = []
     with torch.inference_mode():
-        jobs = parallel_map(pseudo_mask_job, index_maps(), workers=args.workers, state=state)
+        jobs = index_maps() if args.scores_only else parallel_map(pseudo_mask_job, index_maps(),
+                                                                   workers=args.workers, state=state)
         for _, frac in tqdm(jobs, total=len(todo), desc=f"random walk {args.split}", disable=rank != 0,
                             dynamic_ncols=True, mininterval=1.0):
             fg.append(frac)
@@ -166,8 +183,14 @@ def main(argv=None):
     barrier()
     if rank == 0:
         save_config(cfg | {"rw_cli": {"exp": str(args.exp), "split": args.split, "cams": str(args.cams),
-                                      "out": str(out)}}, out / "config.yaml")
+                                      "out": None if args.scores_only else str(out), "save_rw": args.save_rw}},
+                    done_dir / "config.yaml")
         bg = f"bg {infer['bg_threshold']}" if infer["bg_alpha"] is None else f"bg alpha {infer['bg_alpha']}"
+        if args.scores_only:
+            print(f"[infer_rw] {data['dataset']}/{args.split}: {int(done)} walked score files, {int(skipped)} "
+                  f"skipped (done before), beta {infer['beta']} logt {infer['logt']} radius {infer['radius']}, "
+                  f"{world} process(es), {timer.seconds:.1f}s -> {args.save_rw}")
+            return 0
         print(f"[infer_rw] {data['dataset']}/{args.split}: {int(done)} masks, {int(skipped)} skipped (done before), "
               f"beta {infer['beta']} logt {infer['logt']} radius {infer['radius']} {bg}, crf {infer['crf']}, "
               f"fg {100 * fg_sum / max(done, 1):.1f}%, {world} process(es), {timer.seconds:.1f}s -> {out}")
