@@ -23,6 +23,7 @@
 #                threshold of the training split's sweep (tuned on ground truth, as CAM thresholds
 #                are; the synthetic config's choice)          [the config's infer.threshold]
 #   SALIENCY     a folder of <id>.png 0..255 maps made elsewhere: score it, train nothing
+#   WITH_POOLNET 0 = stop after C2AM-H (no PoolNet training, maps or score)   [1]
 #   OVERRIDES    extra key=value overrides for both trainings, space-separated
 # Outputs: $EXP_ROOT/${DATASET}_ccamh/activation/<split> (0..255),
 # $EXP_ROOT/${DATASET}_ccamh/saliency/<split> (0/255 masks), $EXP_ROOT/${DATASET}_poolnet/saliency/<split>
@@ -122,19 +123,26 @@ echo "[2-saliency] train C2AM-H (hints: $PRIORS/cams/$TRAIN_SPLIT) -> $CCAMH"
   "${CC_INIT[@]}" "${EXTRA[@]}"
 ccamh_masks "$TRAIN_SPLIT"
 
-echo "[2-saliency] train PoolNet on $CCAMH/saliency/$TRAIN_SPLIT -> $POOLNET"
-"${LAUNCH[@]}" tools/train_saliency.py --method poolnet --config "configs/$DATASET/poolnet.yaml" \
-  --data "$DATA_ROOT" --exp "$POOLNET" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" \
-  "method.sal_dir=$CCAMH/saliency/$TRAIN_SPLIT" "${PN_INIT[@]}" "${EXTRA[@]}"
-infer "$POOLNET" "$TRAIN_SPLIT"
+WITH_POOLNET=${WITH_POOLNET:-1}
+if [ "$WITH_POOLNET" = 1 ]; then
+  echo "[2-saliency] train PoolNet on $CCAMH/saliency/$TRAIN_SPLIT -> $POOLNET"
+  "${LAUNCH[@]}" tools/train_saliency.py --method poolnet --config "configs/$DATASET/poolnet.yaml" \
+    --data "$DATA_ROOT" --exp "$POOLNET" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" \
+    "method.sal_dir=$CCAMH/saliency/$TRAIN_SPLIT" "${PN_INIT[@]}" "${EXTRA[@]}"
+  infer "$POOLNET" "$TRAIN_SPLIT"
+fi
 
 RESULTS=()
 for split in $EVAL_SPLITS; do
-  [ "$split" = "$TRAIN_SPLIT" ] || { ccamh_masks "$split"; infer "$POOLNET" "$split"; }
+  [ "$split" = "$TRAIN_SPLIT" ] || ccamh_masks "$split"
   evaluate "C2AM-H activation" "$split" "$CCAMH/activation/$split" "$CCAMH/eval_activation_$split.json"
   evaluate C2AM-H "$split" "$CCAMH/saliency/$split" "$CCAMH/eval_saliency_$split.json"
-  evaluate PoolNet "$split" "$POOLNET/saliency/$split" "$POOLNET/eval_saliency_$split.json"
-  RESULTS+=("$CCAMH/eval_activation_$split.json" "$CCAMH/eval_saliency_$split.json" "$POOLNET/eval_saliency_$split.json")
+  RESULTS+=("$CCAMH/eval_activation_$split.json" "$CCAMH/eval_saliency_$split.json")
+  if [ "$WITH_POOLNET" = 1 ]; then
+    [ "$split" = "$TRAIN_SPLIT" ] || infer "$POOLNET" "$split"
+    evaluate PoolNet "$split" "$POOLNET/saliency/$split" "$POOLNET/eval_saliency_$split.json"
+    RESULTS+=("$POOLNET/eval_saliency_$split.json")
+  fi
   for trivial in all-fg all-bg; do  # trivial baselines: everything salient, nothing salient
     dir=$EXP_ROOT/${DATASET}_saliency_$trivial
     "$PY" tools/infer_saliency.py --method "$trivial" --split "$split" --data "$DATA_ROOT" --out "$dir/$split" \
@@ -150,4 +158,8 @@ for split in $EVAL_SPLITS; do
   fi
 done
 print_table "${RESULTS[@]}"
-echo "[2-saliency] saliency for stage 3: $POOLNET/saliency/$TRAIN_SPLIT (C2AM-H masks: $CCAMH/saliency/$TRAIN_SPLIT)"
+if [ "$WITH_POOLNET" = 1 ]; then
+  echo "[2-saliency] saliency for stage 3: $POOLNET/saliency/$TRAIN_SPLIT (C2AM-H masks: $CCAMH/saliency/$TRAIN_SPLIT)"
+else
+  echo "[2-saliency] saliency for stage 3 (no PoolNet): C2AM-H activations $CCAMH/activation/$TRAIN_SPLIT"
+fi

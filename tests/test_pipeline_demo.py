@@ -32,6 +32,6 @@ def test_demo_pipeline_runs_and_reports(tmp_path):
             assert 0.0 <= entry["miou"] <= 100.0
     assert set(summary["seconds"]) >= {"data", "priors", "saliency", "rw", "segmentation", "panels", "total"}
     report = (tmp_path / "demo" / "report.md").read_text()
-    assert "| pseudo masks (random walk) | train |" in report
+    assert "| pseudo masks (random walk + label CRF) | train |" in report
     assert list((tmp_path / "demo" / "panels").glob("*.png")), "no pictures in the report"
     assert r.stdout.strip().splitlines()[-1].startswith("demo: CAM val")
