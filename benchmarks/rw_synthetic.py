@@ -4,13 +4,16 @@
         --out benchmarks/results/rw_synthetic.json
 
 Protocol: ``runners/3-rw.sh`` with ``EXP_ROOT=--work`` (stage 1's P-NOC CAMs in
-``<work>/synthetic_pnoc``, stage 2's PoolNet maps when present; finished work is reused, e.g. a
-``runners/demo.sh`` folder) makes affinity labels, trains AffinityNet, walks the CAMs of the
-training split and scores both with ``tools/evaluate.py``: the CAMs at their best threshold
-(``--mode cam``), the pseudo masks as they are (``--mode png``). With ``--gt-upper-bound`` the
-same AffinityNet is also trained on the ground-truth masks as affinity labels (an oracle: not a
-weakly supervised result) and walks the same CAMs, which separates the walk from its labels.
-Everything goes into ``--out`` (JSON, written atomically).
+``<work>/synthetic_pnoc``; affinity labels from stage 2's C2AM-H activations as in
+``runners/demo.sh``, or ``--saliency poolnet``; finished work is reused, e.g. a demo folder)
+makes affinity labels, trains AffinityNet, walks the CAMs of the training split, picks the
+background threshold from a sweep of the walked scores (``infer.bg_threshold: best``) and writes
+the pseudo masks with P-NOC's label CRF. Scored with ``tools/evaluate.py``: the CAMs and the
+walked scores at their best thresholds (``--mode cam``), the pseudo masks as they are. Control:
+the CAMs at their best threshold through the same label CRF (``tools/make_pseudo_masks.py``),
+which separates the walk's share from the CRF's. With ``--gt-upper-bound`` the same AffinityNet
+is also trained on the ground-truth masks as affinity labels (an oracle: not a weakly
+supervised result) and walks the same CAMs. Everything goes into ``--out`` (JSON, atomic).
 """
 
 import argparse
@@ -19,6 +22,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--data", default="data/synthetic", help="synthetic dataset root")
     p.add_argument("--work", default="experiments", help="experiments folder of runners 1-3 (EXP_ROOT)")
     p.add_argument("--split", default="train", help="training split (the pseudo masks' split)")
+    p.add_argument("--saliency", default="ccamh", choices=["ccamh", "poolnet"],
+                   help="affinity-label saliency: C2AM-H activations (the demo's) or PoolNet maps")
     p.add_argument("--gt-upper-bound", action="store_true", help="also train AffinityNet on ground-truth labels")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/rw_synthetic.json"))
     return p.parse_args(argv)
@@ -48,14 +55,26 @@ def main(argv=None):
     args = parse_args(argv)
     work, data = Path(args.work), Path(args.data)
     py = sys.executable
+    sal = {"ccamh": work / "synthetic_ccamh" / "activation" / args.split,
+           "poolnet": work / "synthetic_poolnet" / "saliency" / args.split}[args.saliency]
     env = {**os.environ, "DATASET": "synthetic", "DATA_ROOT": str(data), "EXP_ROOT": str(work),
-           "EVAL_SPLITS": args.split}
+           "EVAL_SPLITS": args.split, "SALIENCY": str(sal)}
     start = time.perf_counter()
     sh(["bash", "runners/3-rw.sh"], env=env)
     wall = time.perf_counter() - start
     rw, cams = work / "synthetic_rw", work / "synthetic_pnoc" / "cams" / args.split
+    crf = yaml.safe_load((ROOT / "configs/synthetic/affinity.yaml").read_text())["infer"]["crf"]["preset"]
     results = {"CAMs (P-NOC, best threshold)": score(rw / f"eval_cam_{args.split}.json"),
-               "pseudo masks (random walk)": score(rw / f"eval_rw_{args.split}.json")}
+               "walked scores (best threshold, no CRF)": score(rw / f"eval_rwscores_{args.split}.json"),
+               "pseudo masks (random walk + label CRF)": score(rw / f"eval_rw_{args.split}.json")}
+    control = rw / "control_cams_crf"
+    sh([py, "tools/make_pseudo_masks.py", "--data", data, "--split", args.split, "--scores", cams, "--out",
+        control, "--threshold", str(results["CAMs (P-NOC, best threshold)"]["threshold"]), "--crf", crf,
+        "--workers", "2"])
+    sh([py, "tools/evaluate.py", "--data", data, "--split", args.split, "--pred", control, "--mode", "png",
+        "--no-contour", "--out", rw / f"eval_control_{args.split}.json"])
+    results["control: CAMs (best threshold) + the same label CRF, no walk"] = score(
+        rw / f"eval_control_{args.split}.json")
     if args.gt_upper_bound:
         gt = work / "synthetic_rw_gt_labels"
         init = [f"model.backbone_init={work / 'synthetic_pnoc/checkpoints/last.pth'}",
@@ -63,19 +82,23 @@ def main(argv=None):
         sh([py, "tools/train_affinity.py", "--config", "configs/synthetic/affinity.yaml", "--data", data,
             "--labels", data / "SegmentationClass", "--exp", gt, f"data.train_split={args.split}", *init])
         sh([py, "tools/infer_rw.py", "--exp", gt, "--split", args.split, "--data", data, "--cams", cams,
-            "--out", gt / "pseudo" / args.split, "--workers", "2"])
-        sh([py, "tools/evaluate.py", "--data", data, "--split", args.split, "--pred", gt / "pseudo" / args.split,
-            "--mode", "png", "--no-contour", "--out", gt / f"eval_rw_{args.split}.json"])
-        results["oracle: pseudo masks, AffinityNet on ground-truth labels"] = score(gt / f"eval_rw_{args.split}.json")
+            "--save-rw", gt / "rw" / args.split, "--scores-only"])
+        sh([py, "tools/evaluate.py", "--data", data, "--split", args.split, "--pred", gt / "rw" / args.split,
+            "--mode", "cam", "--no-contour", "--out", gt / f"eval_rwscores_{args.split}.json"])
+        results["oracle: walked scores, AffinityNet on ground-truth labels"] = score(
+            gt / f"eval_rwscores_{args.split}.json")
     out = {
         "benchmark": "rw_synthetic",
         "split": args.split,
         "metric": "mIoU (%) of the split's ground truth, background included; CAMs at their best threshold",
         "results": results,
-        "rw_beats_cams": results["pseudo masks (random walk)"]["miou"] > results["CAMs (P-NOC, best threshold)"]["miou"],
+        "rw_beats_cams": results["pseudo masks (random walk + label CRF)"]["miou"]
+        > results["CAMs (P-NOC, best threshold)"]["miou"],
+        "rw_beats_cams_with_the_same_crf": results["pseudo masks (random walk + label CRF)"]["miou"]
+        > results["control: CAMs (best threshold) + the same label CRF, no walk"]["miou"],
         "runner_wall_seconds_this_call": round(wall, 1),
         "config": "configs/synthetic/affinity.yaml",
-        "saliency": "PoolNet maps of runner 2 when present, else the saliency-free rule",
+        "saliency": f"affinity labels from {sal}",
         **run_record(),
     }
     write_json(args.out, out)
