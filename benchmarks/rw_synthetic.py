@@ -45,7 +45,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-
 def score(path):
     r = json.loads(Path(path).read_text())
     return {"miou": round(r["miou"], 2), "threshold": r.get("threshold")}
@@ -63,7 +62,7 @@ def main(argv=None):
     sh(["bash", "runners/3-rw.sh"], env=env)
     wall = time.perf_counter() - start
     rw, cams = work / "synthetic_rw", work / "synthetic_pnoc" / "cams" / args.split
-    crf = yaml.safe_load((ROOT / "configs/synthetic/affinity.yaml").read_text())["infer"]["crf"]["preset"]
+    crf = yaml.safe_load((rw / "config.yaml").read_text())["infer"]["crf"]["preset"]  # the run's effective one
     results = {"CAMs (P-NOC, best threshold)": score(rw / f"eval_cam_{args.split}.json"),
                "walked scores (best threshold, no CRF)": score(rw / f"eval_rwscores_{args.split}.json"),
                "pseudo masks (random walk + label CRF)": score(rw / f"eval_rw_{args.split}.json")}

@@ -61,9 +61,7 @@ ccamh_masks() {  # ccamh_masks SPLIT: C2AM-H activations of SPLIT, then its mask
   if [ "$SAL_THRESHOLD" = best ] && [ ! -f "$CCAMH/threshold.txt" ]; then
     evaluate "C2AM-H activation" "$TRAIN_SPLIT" "$CCAMH/activation/$TRAIN_SPLIT" \
       "$CCAMH/eval_activation_$TRAIN_SPLIT.json"
-    "$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['threshold'])" \
-      "$CCAMH/eval_activation_$TRAIN_SPLIT.json" > "$CCAMH/threshold.txt.tmp"
-    mv "$CCAMH/threshold.txt.tmp" "$CCAMH/threshold.txt"
+    save_best_threshold "$CCAMH/eval_activation_$TRAIN_SPLIT.json" "$CCAMH/threshold.txt"
   fi
   local t=$SAL_THRESHOLD
   [ "$t" = best ] && t=$(cat "$CCAMH/threshold.txt")

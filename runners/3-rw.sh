@@ -65,7 +65,8 @@ echo "[3-rw] train AffinityNet -> $EXP"
 "${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
   --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"
 
-RW_THRESHOLD=${RW_THRESHOLD:-$(config_value "$CONFIG" infer.bg_threshold)}
+# The trained experiment's effective config: $CONFIG with the OVERRIDES given to its training.
+RW_THRESHOLD=${RW_THRESHOLD:-$(config_value "$EXP/config.yaml" infer.bg_threshold)}
 [ "$OVERWRITE" = 1 ] && rm -f "$EXP/threshold.txt"
 if [ "$RW_THRESHOLD" = best ]; then
   echo "[3-rw] walked scores of $TRAIN_SPLIT -> $EXP/rw/$TRAIN_SPLIT"
@@ -74,12 +75,10 @@ if [ "$RW_THRESHOLD" = best ]; then
   if [ ! -f "$EXP/threshold.txt" ]; then
     "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --pred "$EXP/rw/$TRAIN_SPLIT" --mode cam \
       --no-contour --out "$EXP/eval_rwscores_$TRAIN_SPLIT.json" --overwrite | tail -n 1
-    "$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['threshold'])" \
-      "$EXP/eval_rwscores_$TRAIN_SPLIT.json" > "$EXP/threshold.txt.tmp"
-    mv "$EXP/threshold.txt.tmp" "$EXP/threshold.txt"
+    save_best_threshold "$EXP/eval_rwscores_$TRAIN_SPLIT.json" "$EXP/threshold.txt"
   fi
   RW_THRESHOLD=$(cat "$EXP/threshold.txt")
-  CRF=$(config_value "$CONFIG" infer.crf.preset)
+  CRF=$(config_value "$EXP/config.yaml" infer.crf.preset)
   echo "[3-rw] pseudo masks of $TRAIN_SPLIT at the sweep's threshold $RW_THRESHOLD -> $EXP/pseudo/$TRAIN_SPLIT"
   "$PY" tools/make_pseudo_masks.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --scores "$EXP/rw/$TRAIN_SPLIT" \
     --threshold "$RW_THRESHOLD" --crf "${CRF:-none}" --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}"
