@@ -55,7 +55,7 @@ if [ -z "$SALIENCY" ] && [ -d "$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLI
   SALIENCY=$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT
 fi
 SAL=(); [ -n "$SALIENCY" ] && SAL=(--saliency "$SALIENCY")
-echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENCY}${SALIENCY:-(no saliency)}"
+echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENCY}$([ -n "$SALIENCY" ] || echo "(no saliency)")"
 "$PY" tools/make_affinity_labels.py --config "$CONFIG" --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --cams "$CAMS" \
   "${SAL[@]}" --out "$EXP/aff_labels" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
 
