@@ -9,7 +9,8 @@ Per image (``wsss.affinity``): boundary map of the image and its flip (padded to
 unmasked CAMs), walked by T = column-normalised A^beta
 applied 2^logt times with sparse products (``infer.beta`` / ``logt`` / ``radius``, IRN 10 / 8 /
 5), bilinear x4, divided by the max, background padded at ``infer.bg_threshold`` (P-NOC 0.3;
-or psa's walked ``(1 - max)^bg_alpha`` channel), argmax, optional label CRF (``infer.crf``,
+or psa's walked ``(1 - max)^bg_alpha`` channel; CAM files that store their method's background
+map ``cam_bg`` walk it with the classes instead), argmax, optional label CRF (``infer.crf``,
 P-NOC: t 1, gt_prob 0.9) in ``--workers`` processes. Writes ``<out>/<id>.png`` (VOC-palette
 index PNG) atomically, skips finished images unless ``--overwrite``, saves the effective config
 as ``<out>/config.yaml``; ``--save-rw DIR`` also writes the walked scores as CAM files
@@ -119,7 +120,34 @@ class WalkInputs(torch.utils.data.Dataset):
             raise DataError(f"stride-4 CAMs are {tuple(cams.shape[1:])}, expected {grid} for a {h}x{w} image",
                             path=path, fix="re-run tools/infer_cam.py on this split")
         keys = foreground_keys(cam["keys"], cams.shape[0], path=path)
-        return {"index": index, "id": sample["id"], "image": sample["image"], "cams": cams.float(), "keys": keys}
+        bg = torch.from_numpy(cam["cam_bg"]).float() if "cam_bg" in cam else None
+        if bg is not None and tuple(bg.shape) != grid:
+            raise DataError(f"cam_bg is {tuple(bg.shape)}, expected {grid}", path=path,
+                            fix="re-run tools/infer_cam.py on this split")
+        return {"index": index, "id": sample["id"], "image": sample["image"], "cams": cams.float(), "keys": keys,
+                "bg": bg, "path": path}
+
+
+def stored_background(items):
+    """Whether the batch's CAM files store a background map (all or none of them)."""
+    stored = [it["bg"] is not None for it in items]
+    if any(stored) and not all(stored):
+        raise DataError("some CAM files store a background map (cam_bg) and others do not",
+                        path=items[stored.index(False)]["path"], fix="re-run tools/infer_cam.py for the whole split")
+    return all(stored)
+
+
+def walked_scores(rw, scores, k, stored_bg):
+    """The CAM-file arrays of a walk: class channels divided by their common max (as IRN
+    thresholds them); a stored background channel keeps its ratio to the classes."""
+    out = {}
+    for name, x in (("cam", rw), ("hr_cam", scores)):
+        classes = x[len(x) - k:]
+        scale = max(float((x if stored_bg else classes).max(initial=0)), 1e-12)
+        out[name] = classes / scale
+        if stored_bg:
+            out[f"{name}_bg"] = x[0] / scale
+    return out
 
 
 def walk(net, items, infer, device):
@@ -130,9 +158,11 @@ def walk(net, items, infer, device):
     for i, it in enumerate(items):
         images[i, :, :sizes[i][0], :sizes[i][1]] = it["image"]
     edges = net.edge_map(images.to(device), sizes, pad_size=int(infer["pad_size"]))
-    rws = propagate_batch([it["cams"].to(device) for it in items], edges, beta=float(infer["beta"]),
+    stored = stored_background(items)  # walked in front of the classes, like psa's power background
+    cams = [torch.cat([it["bg"][None], it["cams"]]) if stored else it["cams"] for it in items]
+    rws = propagate_batch([c.to(device) for c in cams], edges, beta=float(infer["beta"]),
                           logt=int(infer["logt"]), radius=int(infer["radius"]), mask_edge=bool(infer["mask_edge"]),
-                          bg_alpha=infer["bg_alpha"], dtype=DTYPES[infer["dtype"]])
+                          bg_alpha=None if stored else infer["bg_alpha"], dtype=DTYPES[infer["dtype"]])
     return [(upsample_walk(rw, size).cpu().numpy(), rw.cpu().numpy()) for rw, size in zip(rws, sizes)]
 
 
@@ -157,15 +187,13 @@ def main(argv=None):
     def index_maps():
         for items in loader:
             for it, (scores, rw) in zip(items, walk(net, items, infer, device)):
-                if args.save_rw:  # class channels, divided by their common max as IRN thresholds them
-                    k = len(it["keys"])
-                    low, high = rw[len(rw) - k:], scores[len(scores) - k:]
+                if args.save_rw:
                     save_cam(Path(args.save_rw) / f"{it['id']}.npz", it["keys"],
-                             low / max(float(low.max(initial=0)), 1e-12), high / max(float(high.max(initial=0)), 1e-12))
+                             **walked_scores(rw, scores, len(it["keys"]), it["bg"] is not None))
                 if args.scores_only:
                     yield it["id"], 0.0
                     continue
-                if infer["bg_alpha"] is not None:
+                if infer["bg_alpha"] is not None or it["bg"] is not None:
                     index = scores.argmax(0) if len(scores) else np.zeros(scores.shape[1:], np.int64)
                 else:
                     index = pad_background(scores, threshold=float(infer["bg_threshold"])).argmax(0)

@@ -19,7 +19,6 @@ size (``wsss.segmentation.multiscale_logits``), then
 
 import argparse
 import contextlib
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -35,12 +34,11 @@ from wsss.data import build_dataset, detect_dataset
 from wsss.data.io import save_index_png
 from wsss.data.transforms import build_eval_transform
 from wsss.engine import distributed as du
-from wsss.engine.checkpoint import load_checkpoint, load_weights
+from wsss.engine.checkpoint import load_checkpoint
 from wsss.engine.trainer import AMP_DTYPES
 from wsss.errors import CheckpointError, ConfigError
 from wsss.postprocess import crf_from_probs, crf_params, parallel_map
-from wsss.segmentation import multiscale_logits
-from wsss.segmentation.task import SegmentationTask
+from wsss.segmentation import SEG_TASKS, multiscale_logits
 
 INFER_DEFAULTS = {"scales": [0.5, 1.0, 1.5, 2.0], "flip": True, "align_corners": False, "flip_sum": False,
                   "num_workers": 2}
@@ -89,11 +87,8 @@ def training_config(ckpt, path, overrides):
 
 def load_model(ckpt, path, cfg, num_classes, device):
     """The segmentation network of a train_seg checkpoint, in eval mode on ``device``."""
-    model_cfg = copy.deepcopy(cfg)
-    model_cfg["model"].update(weights=None, backbone_init=None)  # the checkpoint holds every weight
-    task = SegmentationTask(model_cfg, num_classes)
-    load_weights(task, ckpt, strict=True, path=path)
-    return task.model.to(device).eval()
+    task_cls = SEG_TASKS.get((cfg.get("method") or {}).get("name") or "deeplab")
+    return task_cls.from_checkpoint(cfg, num_classes, ckpt, path=path).model.to(device).eval()
 
 
 def _first(batch):

@@ -5,11 +5,17 @@
     net.py          AffinityNet, its loss, AffinityTask (training through wsss.engine)
     random_walk.py  T = column-normalised A^beta applied 2^logt times by sparse products
 
-Names are imported lazily so that CRF worker processes (which only need ``labels``) do not
-pay for torch and the engine.
+Trainable tasks register in ``AFFINITY_TASKS`` (``irn``: IRN's boundary AffinityNet), found
+by ``tools/train_affinity.py --method``. Names are imported lazily so that CRF worker processes
+(which only need ``labels``) do not pay for torch and the engine: the registry imports this
+package's modules at its first lookup.
 """
 
 import importlib
+
+from ..registry import Registry
+
+AFFINITY_TASKS = Registry("affinity task", package=__name__)
 
 _EXPORTS = {
     "LABEL_RULES": "labels", "affinity_labels": "labels", "rule_params": "labels", "combine_confident": "labels",
@@ -19,7 +25,7 @@ _EXPORTS = {
     "transition_matrix": "random_walk",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "AFFINITY_TASKS"])
 
 
 def __getattr__(name):

@@ -19,12 +19,16 @@ space) on the right/bottom to ``pad_size`` as IRN's ``EdgeDisplacement`` / P-NOC
 stride-4 grid ``ceil(H / 4) x ceil(W / 4)``.
 """
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import TaskModule
+from ..backbones import backbone_from_config
+from ..engine import Option, TaskModule
 from ..errors import ConfigError
+from . import AFFINITY_TASKS
 from .pairs import PairIndex
 
 LEVELS = ("c1", "c2", "c3", "c4", "c5")
@@ -116,35 +120,49 @@ def labels_at_stride4(mask):
 
 
 def build_affinity_net(cfg, load_backbone=True):
-    """:class:`AffinityNet` from a config's ``model`` section (``backbone``, ``output_stride``,
-    ``norm_mode`` (frozen), ``weights``, ``backbone_kwargs``, ``backbone_init``, ``edge_width``).
-
-    ``load_backbone=False`` skips ``weights``/``backbone_init`` (a checkpoint will hold them).
-    """
-    from ..backbones import build_backbone
-
+    """:class:`AffinityNet` from a config's ``model`` section
+    (:func:`wsss.backbones.backbone_from_config`, BatchNorm ``frozen`` by default, and
+    ``edge_width``). ``load_backbone=False`` skips ``weights``/``backbone_init`` (a checkpoint
+    will hold them)."""
     m = cfg.get("model") or {}
-    if "backbone" not in m:
-        raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
-    backbone = build_backbone(m["backbone"], output_stride=int(m.get("output_stride", 16)),
-                              norm_mode=m.get("norm_mode", "frozen"),
-                              weights=m.get("weights") if load_backbone else None,
-                              **(m.get("backbone_kwargs") or {}))
-    if load_backbone and m.get("backbone_init"):
-        from ..engine.checkpoint import load_backbone_from
-
-        load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
+    backbone = backbone_from_config(m, pretrained=load_backbone, norm_mode="frozen")
     return AffinityNet(backbone, width=int(m.get("edge_width", 32)))
 
 
+@AFFINITY_TASKS.register("irn")
 class AffinityTask(TaskModule):
-    """Training task of the affinity stage: batches whose ``mask`` holds the affinity labels."""
+    """IRN's AffinityNet training: batches whose ``mask`` holds the affinity labels of
+    ``method.label_dir`` (``tools/make_affinity_labels.py``, rules ``method.labels`` /
+    ``labels_fallback``)."""
+
+    name = "irn"
+    options = {
+        "radius": Option(10, "training pairs within this radius on the stride-4 grid"),
+        "label_dir": Option(None, "affinity labels of the training split (tools/train_affinity.py --labels)"),
+        "labels": Option(None, "tools/make_affinity_labels.py: the label rule with saliency ({rule: ..., ...})"),
+        "labels_fallback": Option(None, "tools/make_affinity_labels.py: the label rule without saliency"),
+    }
+    exports = ("net",)
 
     def __init__(self, cfg, num_classes=None):
-        super().__init__()
+        super().__init__(cfg, num_classes)
         self.net = build_affinity_net(cfg)
-        self.radius = int((cfg.get("method") or {}).get("radius", 10))
+        self.radius = int(self.opts["radius"])
         self._pairs = {}
+
+    @classmethod
+    def train_dataset(cls, cfg, data):
+        """Images of ``data.train_split`` with the label PNGs of ``method.label_dir`` as masks,
+        augmented by ``augment`` (labels padded with 255)."""
+        from ..data import build_dataset
+        from ..data.transforms import build_train_transform
+
+        label_dir = cls.effective_options(cfg)["label_dir"]
+        if not label_dir or not Path(label_dir).is_dir():
+            raise ConfigError("affinity label folder not found", path=label_dir,
+                              fix="run tools/make_affinity_labels.py first (tools/train_affinity.py --labels DIR)")
+        return build_dataset(data["dataset"], data["root"], data.get("train_split", "train"),
+                             transform=build_train_transform(cfg.get("augment")), mask_dir=label_dir)
 
     def param_groups(self):
         # IRN / P-NOC: only the boundary head trains, all of it at lr x1 with weight decay

@@ -4,8 +4,10 @@ Conventions (see CONTRIBUTING.md):
 - masks / pseudo masks / predictions: uint8 index PNG with the VOC palette, 0 = background,
   class c (0-based foreground index) = c + 1, 255 = ignore;
 - CAM files: ``<id>.npz`` with ``keys`` (int64 foreground class indices present, 0-based),
-  ``cam`` (K x h x w at stride 4) and ``hr_cam`` (K x H x W), float16 on disk. P-NOC's
-  released ``<id>.npy`` pickled dicts with the same keys are read too.
+  ``cam`` (K x h x w at stride 4) and ``hr_cam`` (K x H x W), float16 on disk; methods whose
+  maps carry a background score add ``cam_bg`` (h x w) and ``hr_cam_bg`` (H x W), which later
+  stages use instead of a background threshold. P-NOC's released ``<id>.npy`` pickled dicts
+  with the same keys are read too.
 """
 
 import contextlib
@@ -115,16 +117,35 @@ def save_gray_png(path, arr):
     save_index_png(path, np.asarray(arr, dtype=np.uint8), palette=False)
 
 
-def save_cam(path, keys, cam, hr_cam):
-    """Atomically write one image's CAMs (fp16) in the toolkit's ``.npz`` format."""
+def _numpy(x):
+    """A tensor (any device) or array-like as a numpy array."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def save_cam(path, keys, cam, hr_cam, cam_bg=None, hr_cam_bg=None):
+    """Atomically write one image's CAMs (fp16) in the toolkit's ``.npz`` format; ``cam_bg`` /
+    ``hr_cam_bg`` (one map each, both or neither) store a background score. Arrays or tensors."""
+    if (cam_bg is None) != (hr_cam_bg is None):
+        raise ValueError("give both cam_bg and hr_cam_bg, or neither")
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+    arrays = {"cam": cam, "hr_cam": hr_cam}
+    if cam_bg is not None:
+        arrays.update(cam_bg=cam_bg, hr_cam_bg=hr_cam_bg)
+    arrays = {k: _numpy(v).astype(np.float16) for k, v in arrays.items()}
+    for k in ("cam", "hr_cam"):
+        if arrays[k].ndim != 3 or arrays[k].shape[0] != len(keys):
+            raise ValueError(f"{k} has shape {arrays[k].shape}, expected ({len(keys)}, h, w): one map per key")
+    for k in ("cam_bg", "hr_cam_bg"):
+        if k in arrays and arrays[k].shape != arrays[k[:-3]].shape[1:]:
+            raise ValueError(f"{k} has shape {arrays[k].shape}, expected {arrays[k[:-3]].shape[1:]}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, keys=np.asarray(keys, dtype=np.int64),
-                     cam=np.asarray(cam, dtype=np.float16), hr_cam=np.asarray(hr_cam, dtype=np.float16))
+            np.savez(f, keys=keys, **arrays)
 
 
 def load_cam(path):
-    """Read a CAM file (ours ``.npz`` or P-NOC's ``.npy`` dict) -> dict of float32 arrays."""
+    """Read a CAM file (ours ``.npz`` or P-NOC's ``.npy`` dict) -> dict of float32 arrays
+    (``keys``, ``hr_cam``, and ``cam``, ``cam_bg``, ``hr_cam_bg`` when stored)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("CAM file not found", path=path, fix="run tools/infer_cam.py for this split first")
@@ -140,9 +161,12 @@ def load_cam(path):
     if missing:
         raise DataError(f"CAM file lacks {sorted(missing)}", path=path, fix="re-run tools/infer_cam.py")
     out = {"keys": np.asarray(data["keys"], dtype=np.int64)}
-    for k in ("cam", "hr_cam"):
+    for k in ("cam", "hr_cam", "cam_bg", "hr_cam_bg"):
         if k in data:
             out[k] = np.asarray(data[k], dtype=np.float32)
+    if "hr_cam_bg" in out and out["hr_cam_bg"].shape != out["hr_cam"].shape[1:]:
+        raise DataError(f"hr_cam_bg has shape {out['hr_cam_bg'].shape}, hr_cam {out['hr_cam'].shape}",
+                        path=path, fix="re-run tools/infer_cam.py")
     if len(out["keys"]) == out["hr_cam"].shape[0] + 1:
         # P-NOC's files prepend a background key and shift classes by one: [0, c1 + 1, ...]
         out["keys"] = out["keys"][1:] - 1

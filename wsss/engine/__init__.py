@@ -9,6 +9,8 @@ from .distributed import (barrier, get_rank, get_world_size, init_distributed, i
                           shard)
 from .frozen import frozen_call
 from .module import StepContext, TaskModule
+from .networks import check_experiment, load_network
+from .options import Option, declared_options, format_options, resolve_options
 from .optim import OPTIMIZERS, build_optimizer, param_groups_4, poly_factor, set_poly_lr
 from .seed import seed_everything, worker_init_fn
 from .trainer import TRAIN_DEFAULTS, Trainer, to_device
@@ -17,5 +19,6 @@ __all__ = [
     "Trainer", "TaskModule", "StepContext", "TRAIN_DEFAULTS", "param_groups_4", "poly_factor", "set_poly_lr",
     "build_optimizer", "OPTIMIZERS", "frozen_call", "shard", "seed_everything", "worker_init_fn",
     "init_distributed", "resolve_device", "get_rank", "get_world_size", "is_main", "barrier",
-    "save_checkpoint", "load_checkpoint", "load_weights", "to_device",
+    "save_checkpoint", "load_checkpoint", "load_weights", "to_device", "check_experiment", "load_network",
+    "Option", "declared_options", "format_options", "resolve_options",
 ]
