@@ -105,9 +105,9 @@ def train_stage(args, registry, tool, default_method=None, prepare=None, default
     cfg.setdefault("method", {})["name"] = name
     if prepare is not None:
         prepare(cfg)
+    cfg["method"] = task_cls.effective_options(cfg)  # a typo fails here; saved with the experiment
     data = resolve_data(cfg, args.data, args.config)
     data.setdefault("train_split", "train")
-    cfg["method"] = task_cls.effective_options(cfg)  # saved with the experiment
     exp = Path(args.exp or cfg.get("exp") or (default_exp(cfg) if default_exp else f"experiments/{data['dataset']}_{name}"))
     cfg["exp"] = str(exp)
     seed_everything(int((cfg.get("train") or {}).get("seed", 0)))  # the networks' initialisation

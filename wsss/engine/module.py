@@ -94,11 +94,16 @@ class TaskModule(nn.Module):
     def from_checkpoint(cls, cfg, num_classes, checkpoint, path=None):
         """The task with the weights of ``checkpoint`` (a path, a checkpoint dict or a state dict)
         loaded strictly. Building it reads no weight file (``model.weights`` / ``backbone_init``:
-        the checkpoint holds every weight), so a trained checkpoint alone is enough."""
+        the checkpoint holds every weight), so a trained checkpoint alone is enough; ``method``
+        keys the task no longer declares (a config saved by an older version) are ignored."""
         from ..backbones import without_pretrained
         from .checkpoint import load_weights
+        from .options import COMMON_KEYS
 
-        return load_weights(cls(without_pretrained(cfg), num_classes), checkpoint, strict=True, path=path)
+        cfg = without_pretrained(cfg)
+        known = set(cls.declared_options()) | set(COMMON_KEYS)
+        cfg["method"] = {k: v for k, v in (cfg.get("method") or {}).items() if k in known}
+        return load_weights(cls(cfg, num_classes), checkpoint, strict=True, path=path)
 
     # --------------------------------------------------------------------- data
     @classmethod
