@@ -2,7 +2,6 @@
 CAM file, evaluate, make_pseudo_masks and the random walk, and inference from a trained
 checkpoint alone."""
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,6 @@ from wsss.errors import CheckpointError, ConfigError, DataError
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = {"backbone": "resnet18", "output_stride": 16, "weights": None, "backbone_kwargs": {"width": 8}}
 
-
-def tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
 
 
 class WithBackground(VanillaCAM):
@@ -126,7 +119,7 @@ def scene(tmp_path_factory):
     return root, tmp, ids
 
 
-def test_evaluate_uses_the_stored_background(scene, capsys):
+def test_evaluate_uses_the_stored_background(scene, capsys, tool):
     root, tmp, _ = scene
     evaluate = tool("evaluate")
     common = ["--data", str(root), "--split", "train", "--no-contour"]
@@ -141,7 +134,7 @@ def test_evaluate_uses_the_stored_background(scene, capsys):
         evaluate(["--data", str(root), "--split", "train", "--pred", str(tmp / "mixed"), "--mode", "cam"])
 
 
-def test_pseudo_masks_use_the_stored_background(scene):
+def test_pseudo_masks_use_the_stored_background(scene, tool):
     root, tmp, ids = scene
     make = tool("make_pseudo_masks")
     assert make(["--data", str(root), "--split", "train", "--scores", str(tmp / "bg"), "--out", str(tmp / "m")]) == 0
@@ -152,7 +145,7 @@ def test_pseudo_masks_use_the_stored_background(scene):
         make(["--data", str(root), "--split", "train", "--scores", str(tmp / "plain"), "--out", str(tmp / "n")])
 
 
-def test_random_walk_walks_the_stored_background(scene):
+def test_random_walk_walks_the_stored_background(scene, tool):
     """An untrained AffinityNet: whatever its boundaries, a stored background far above the CAMs
     wins everywhere and one far below loses wherever a class has mass."""
     root, tmp, ids = scene
@@ -185,7 +178,7 @@ def test_random_walk_walks_the_stored_background(scene):
 
 # ------------------------------------------------------------------ the trained checkpoint alone
 @pytest.mark.slow
-def test_a_trained_experiment_infers_with_its_checkpoint_alone(tmp_path):
+def test_a_trained_experiment_infers_with_its_checkpoint_alone(tmp_path, tool):
     data = tmp_path / "data"
     generate(data, n_train=8, n_val=2, size=64, workers=1, progress=False)
     exp = tmp_path / "exp"

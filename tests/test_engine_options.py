@@ -1,7 +1,6 @@
 """Declared method options: merged along the class hierarchy, typos rejected, listed by the train
 tools; every shipped config builds its task."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from wsss.segmentation import SEG_TASKS
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "weights": None, "backbone_init": None}
 
-
-def tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.main
 
 
 class A(TaskModule):
@@ -54,7 +47,7 @@ def test_pnoc_inherits_puzzle_and_poc_options_and_names_a_typo():
 
 @pytest.mark.parametrize("name,registry", [("train_cam", "pnoc"), ("train_saliency", "ccam"),
                                            ("train_affinity", "irn"), ("train_seg", "deeplab")])
-def test_list_options_prints_defaults_without_a_config(name, registry, capsys):
+def test_list_options_prints_defaults_without_a_config(name, registry, capsys, tool):
     assert tool(name)(["--method", registry, "--list-options"]) == 0
     out = capsys.readouterr().out
     cls = {"pnoc": METHODS, "ccam": SALIENCY_TASKS, "irn": AFFINITY_TASKS, "deeplab": SEG_TASKS}[registry].get(registry)
@@ -62,13 +55,13 @@ def test_list_options_prints_defaults_without_a_config(name, registry, capsys):
         assert f"method.{key}" in out and repr(opt.default) in out
 
 
-def test_list_options_shows_the_configs_values(capsys):
+def test_list_options_shows_the_configs_values(capsys, tool):
     tool("train_cam")(["--config", str(ROOT / "configs/synthetic/pnoc.yaml"), "--list-options", "method.delta_noc=0.3"])
     out = capsys.readouterr().out
     assert "PuzzleNOC (pnoc)" in out and "= 0.3" in out and "method.puzzle" in out
 
 
-def test_a_typo_stops_training_before_anything_is_built(tmp_path):
+def test_a_typo_stops_training_before_anything_is_built(tmp_path, tool):
     with pytest.raises(ConfigError, match="method.lamda_cse"):
         tool("train_cam")(["--config", str(ROOT / "configs/synthetic/pnoc.yaml"), "--data", str(tmp_path),
                            "--exp", str(tmp_path / "exp"), "method.lamda_cse=0.5"])
