@@ -7,15 +7,17 @@ transform, so no crop, flip or batch of a CAM method ever holds ground-truth pix
 
 
 class LabelsOnly:
-    """``dataset`` (built without transform) with ``mask = None``, then ``transform``."""
+    """``dataset`` (built without transform) with ``mask = None``, then ``transform``; other
+    attributes (``ids``, ``class_names``, ``num_classes``, ``root``) are the dataset's."""
 
     def __init__(self, dataset, transform=None):
         self.dataset = dataset
         self.transform = transform
-        self.ids = dataset.ids
-        self.class_names = dataset.class_names
-        self.num_classes = dataset.num_classes
-        self.root = dataset.root
+
+    def __getattr__(self, name):
+        if name == "dataset":  # not set yet (unpickling in a DataLoader worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
     def __len__(self):
         return len(self.dataset)
