@@ -177,7 +177,6 @@ def test_random_walk_walks_the_stored_background(scene, tool):
 
 
 # ------------------------------------------------------------------ the trained checkpoint alone
-@pytest.mark.slow
 def test_a_trained_experiment_infers_with_its_checkpoint_alone(tmp_path, tool):
     data = tmp_path / "data"
     generate(data, n_train=8, n_val=2, size=64, workers=1, progress=False)
