@@ -134,6 +134,12 @@ class Dataset:
         return load_mask(p)
 
     def __getitem__(self, index):
+        sample = self.load_sample(index)
+        return self.transform(sample) if self.transform is not None else sample
+
+    def load_sample(self, index):
+        """The sample dict of ``index`` before the transform (what wrappers such as
+        :class:`wsss.data.maps.MapDataset` extend)."""
         image_id = self.ids[index]
         image = load_image(self.image_path(image_id))
         gt = self.load_gt_mask(image_id) if self.mask_dir is None else None
@@ -142,5 +148,4 @@ class Dataset:
             raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                             f"{image.shape[1]}x{image.shape[0]} (W x H)", path=self.mask_path(image_id),
                             fix="regenerate the mask at the image's size")
-        sample = {"id": image_id, "image": image, "label": self.load_label(image_id, gt), "mask": mask, "maps": {}}
-        return self.transform(sample) if self.transform is not None else sample
+        return {"id": image_id, "image": image, "label": self.load_label(image_id, gt), "mask": mask, "maps": {}}

@@ -1,17 +1,23 @@
 """Composable transforms on sample dicts ``{"id", "image", "label", "mask", "maps"}``.
 
 Geometric ops (ResizeLong, RandomCrop, HFlip, RandAugment's affine ops) act on ``image``,
-``mask`` (nearest; padding/fill 255 = ignore) and every entry of ``maps`` (bilinear; padding 0),
-so pixels stay aligned. Photometric ops act on the uint8 image only and must come before
-:class:`Normalize`. Randomness uses Python's ``random`` module, which PyTorch reseeds in every
+``mask`` and every entry of ``maps`` together, so pixels stay aligned. A map's dtype says how
+it moves (:func:`is_index_map`): integer maps (superpixel ids, label maps) and the mask are
+index maps, sampled nearest with padding/fill 255 and turned into int64 tensors; float maps
+(saliency, CAM hints) are resampled bilinearly with padding 0 and become float32 tensors.
+Photometric ops act on the uint8 image only and must come before :class:`Normalize`. Randomness uses Python's ``random`` module, which PyTorch reseeds in every
 DataLoader worker (numpy's global generator is not, and would repeat augmentations).
 
 Padding of the image by :class:`RandomCrop`: a normalised (float) image is padded with 0, i.e.
 the ImageNet mean, as in Puzzle-CAM/P-NOC where the crop follows normalisation; a uint8 image
 is padded with the ImageNet mean in 0..255 (124, 116, 104), which normalises to ~0 as well.
 The training pipeline of :func:`build_train_transform` is
-``ResizeLong -> HFlip -> RandAugment -> ColorJitter -> Normalize -> RandomCrop -> ToTensor``.
+``ResizeLong -> HFlip -> RandAugment -> ColorJitter -> [before_normalize] -> Normalize ->
+RandomCrop -> [after_crop] -> ToTensor``, where the bracketed points take a method's own steps
+(callables sample -> sample), e.g. superpixels computed on the final normalised crop.
 """
+
+import functools
 
 import random
 
@@ -42,12 +48,27 @@ class Compose:
         return "Compose(" + ", ".join(type(t).__name__ for t in self.transforms) + ")"
 
 
-def apply_geometric(sample, image_fn, mask_fn, map_fn):
-    """New sample dict with ``image_fn``/``mask_fn``/``map_fn`` applied to image, mask and maps."""
+def is_index_map(arr):
+    """True for an index map (integer dtype), False for a continuous map (float dtype).
+
+    Index maps move nearest with fill 255 (:data:`IGNORE`), so their dtype must hold 255 and an
+    id 255 reads as padding; bool and other dtypes are refused (store masks as uint8 0/1)."""
+    dtype = np.asarray(arr).dtype
+    if np.issubdtype(dtype, np.floating):
+        return False
+    if np.issubdtype(dtype, np.integer) and np.iinfo(dtype).max >= IGNORE:
+        return True
+    raise TypeError(f"a per-pixel map has dtype {dtype}: use an integer dtype that holds 255 (index map: "
+                    "nearest, padding 255) or a float dtype (continuous map: bilinear, padding 0)")
+
+
+def apply_geometric(sample, image_fn, index_fn, float_fn):
+    """New sample dict with ``image_fn`` applied to the image, ``index_fn`` to the mask and the
+    integer maps, ``float_fn`` to the float maps (see :func:`is_index_map`)."""
     out = dict(sample)
     out["image"] = image_fn(sample["image"])
-    out["mask"] = None if sample.get("mask") is None else mask_fn(sample["mask"])
-    out["maps"] = {k: map_fn(v) for k, v in (sample.get("maps") or {}).items()}
+    out["mask"] = None if sample.get("mask") is None else index_fn(sample["mask"])
+    out["maps"] = {k: (index_fn if is_index_map(v) else float_fn)(v) for k, v in (sample.get("maps") or {}).items()}
     return out
 
 
@@ -67,8 +88,22 @@ def _cv2_channels(fn, arr):
 
 # --- geometric ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=256)
+def _nearest_source(n_in, n_out):
+    """Source index of each of ``n_out`` pixels along one axis, as PIL's NEAREST resize picks it."""
+    ramp = Image.fromarray(np.arange(n_in, dtype=np.int32)[None, :])
+    return np.asarray(ramp.resize((n_out, 1), Image.NEAREST))[0]
+
+
+def resize_nearest(arr, height, width):
+    """Nearest resize of an (H, W) or (H, W, K) array of any dtype, pixel for pixel as PIL's."""
+    ys, xs = _nearest_source(arr.shape[0], int(height)), _nearest_source(arr.shape[1], int(width))
+    return arr[ys[:, None], xs]
+
+
 def resize_sample(sample, height, width):
-    """Resize to (height, width): image bicubic (PIL for uint8), mask nearest, maps bilinear."""
+    """Resize to (height, width): image bicubic (PIL for uint8), mask and index maps nearest,
+    float maps bilinear."""
     size = (int(width), int(height))
 
     def image_fn(im):
@@ -76,13 +111,10 @@ def resize_sample(sample, height, width):
             return np.asarray(Image.fromarray(im).resize(size, Image.BICUBIC))
         return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_CUBIC), im)
 
-    def mask_fn(m):
-        return np.asarray(Image.fromarray(m).resize(size, Image.NEAREST))
-
-    def map_fn(m):
+    def float_fn(m):
         return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), m.astype(np.float32))
 
-    return apply_geometric(sample, image_fn, mask_fn, map_fn)
+    return apply_geometric(sample, image_fn, lambda m: resize_nearest(m, height, width), float_fn)
 
 
 class ResizeLong:
@@ -126,7 +158,8 @@ def paste(arr, box, size, fill):
 
 
 class RandomCrop:
-    """Random ``size`` crop (int or (h, w)); pads with 0/mean (image), 255 (mask), 0 (maps)."""
+    """Random ``size`` crop (int or (h, w)); pads with 0/mean (image), 255 (mask, index maps),
+    0 (float maps)."""
 
     def __init__(self, size):
         self.size = (int(size), int(size)) if np.isscalar(size) else tuple(int(s) for s in size)
@@ -216,14 +249,39 @@ def _warp(arr, matrix, interp, fill):
     return _cv2_channels(fn, arr)
 
 
+def warp_nearest(arr, matrix, fill=IGNORE):
+    """Nearest affine warp of an (H, W) or (H, W, K) array of any dtype; outside pixels = ``fill``.
+
+    cv2 warps the bytes of each pixel's source coordinates as single-channel uint8 images (the
+    mask's own kernel, so every map picks the mask's pixels), then the values are gathered: ids
+    of any integer width come through unchanged."""
+    h, w = arr.shape[:2]
+    if max(h, w) > 255 * 256:
+        raise ValueError(f"warp_nearest supports sides up to 65280 pixels, got {w}x{h}")
+
+    def warp(plane):  # out-of-image pixels get 255, a high byte no coordinate has
+        return cv2.warpAffine(plane, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=255).astype(np.int64)
+
+    ys, xs = np.indices((h, w))
+    y_hi = warp((ys >> 8).astype(np.uint8))
+    src_y = y_hi * 256 + warp((ys & 255).astype(np.uint8))
+    src_x = warp((xs >> 8).astype(np.uint8)) * 256 + warp((xs & 255).astype(np.uint8))
+    outside = y_hi == 255
+    out = arr[np.where(outside, 0, src_y), np.where(outside, 0, src_x)]
+    out[outside] = fill
+    return out
+
+
 def _affine_op(matrix_fn):
-    """An op warping image (bilinear, fill 0), mask (nearest, 255) and maps (bilinear, 0) alike."""
+    """An op warping image (bilinear, fill 0), mask and index maps (nearest, 255) and float maps
+    (bilinear, 0) alike."""
 
     def op(sample, v):
         h, w = sample["image"].shape[:2]
         m = np.asarray(matrix_fn(v, h, w), dtype=np.float64)
         return apply_geometric(sample, lambda a: _warp(a, m, cv2.INTER_LINEAR, (0, 0, 0)),
-                               lambda a: _warp(a, m, cv2.INTER_NEAREST, IGNORE),
+                               lambda a: warp_nearest(a, m),
                                lambda a: _warp(a.astype(np.float32), m, cv2.INTER_LINEAR, 0))
 
     return op
@@ -301,7 +359,8 @@ class Normalize:
 
 class ToTensor:
     """Arrays -> torch: image float (3, H, W) (uint8 scaled to [0, 1]), mask int64 (H, W)
-    (all 255 when absent), label float32 (C,), maps float32 (H, W) or (K, H, W)."""
+    (all 255 when absent), label float32 (C,), maps (H, W) or (K, H, W): int64 for index maps,
+    float32 for float maps."""
 
     def __call__(self, sample):
         import torch
@@ -317,7 +376,7 @@ class ToTensor:
         if sample.get("label") is not None:
             out["label"] = torch.as_tensor(np.asarray(sample["label"], dtype=np.float32))
         out["maps"] = {k: torch.from_numpy(np.ascontiguousarray(
-            (v if v.ndim == 2 else v.transpose(2, 0, 1)).astype(np.float32)))
+            (v if v.ndim == 2 else v.transpose(2, 0, 1)).astype(np.int64 if is_index_map(v) else np.float32)))
             for k, v in (sample.get("maps") or {}).items()}
         return out
 
@@ -356,11 +415,36 @@ def _normalize(cfg):
     return [Normalize(cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))]
 
 
-def build_train_transform(aug_cfg=None):
+#: Named points of the pipelines where a method inserts its own steps (callables sample -> sample):
+#: ``before_normalize`` after the random/photometric ops, on the uint8 image at its augmented size;
+#: ``after_crop`` on the final arrays (normalised image after the random crop), before ToTensor.
+STEP_POINTS = ("before_normalize", "after_crop")
+
+
+def _steps(steps):
+    """``{point: step or [steps]}`` -> ``{point: [steps]}``; unknown points are a ConfigError."""
+    steps = dict(steps or {})
+    unknown = sorted(set(steps) - set(STEP_POINTS))
+    if unknown:
+        raise ConfigError(f"unknown transform step point(s) {unknown}", fix=f"use some of {list(STEP_POINTS)}")
+    out = {p: [] for p in STEP_POINTS}
+    for point, value in steps.items():
+        out[point] = [value] if callable(value) else list(value)
+        bad = [s for s in out[point] if not callable(s)]
+        if bad:
+            raise ConfigError(f"transform step {bad[0]!r} at {point!r} is not callable",
+                              fix="pass callables sample -> sample")
+    return out
+
+
+def build_train_transform(aug_cfg=None, steps=None):
     """Training pipeline from e.g. ``{resize_long: [320, 640], crop: 512, hflip: true,
-    color_jitter: 0.3, randaugment: false}`` (``randaugment: true`` = n 2, m 9, or ``{n, m}``)."""
+    color_jitter: 0.3, randaugment: false}`` (``randaugment: true`` = n 2, m 9, or ``{n, m}``).
+
+    ``steps``: ``{point: callable or [callables]}`` at the points of :data:`STEP_POINTS`."""
     cfg = dict(aug_cfg or {})
     _check_keys(cfg)
+    steps = _steps(steps)
     ts = []
     if cfg.get("resize_long"):
         ts.append(ResizeLong(*_range(cfg["resize_long"])))
@@ -371,19 +455,22 @@ def build_train_transform(aug_cfg=None):
         ts.append(RandAugment(**(ra if isinstance(ra, dict) else {})))
     if cfg.get("color_jitter"):
         ts.append(_color_jitter(cfg["color_jitter"]))
-    ts += _normalize(cfg)
+    ts += steps["before_normalize"] + _normalize(cfg)
     if cfg.get("crop"):
         ts.append(RandomCrop(cfg["crop"]))
+    ts += steps["after_crop"]
     ts.append(ToTensor())
     return Compose(ts)
 
 
-def build_eval_transform(aug_cfg=None):
+def build_eval_transform(aug_cfg=None, steps=None):
     """Evaluation pipeline: optional fixed long side ``eval_resize_long``, Normalize, ToTensor.
 
-    Accepts the same dict as :func:`build_train_transform` and ignores its random ops.
+    Accepts the same dict as :func:`build_train_transform` and ignores its random ops; ``steps``
+    as there (no crop here: ``after_crop`` steps run on the normalised arrays before ToTensor).
     """
     cfg = dict(aug_cfg or {})
     _check_keys(cfg)
+    steps = _steps(steps)
     ts = [ResizeLong(int(cfg["eval_resize_long"]))] if cfg.get("eval_resize_long") else []
-    return Compose(ts + _normalize(cfg) + [ToTensor()])
+    return Compose(ts + steps["before_normalize"] + _normalize(cfg) + steps["after_crop"] + [ToTensor()])

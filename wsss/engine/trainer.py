@@ -4,7 +4,8 @@
 
 - ``train.batch_size`` is the effective batch of one optimizer step, summed over GPUs and
   accumulated micro-batches: each rank loads ``batch_size / (world_size * accumulate)``
-  images per micro-batch, so a config reproduces the same recipe on any number of GPUs.
+  images per micro-batch, so a config reproduces the same recipe on any number of GPUs
+  (losses that couple a micro-batch's images gather it from every rank: ``distributed.all_gather_grad``).
 - one optimizer per name of ``task.param_groups()``; per step: poly lr on every group,
   zero every optimizer, ``accumulate`` forward/backward passes of ``loss / accumulate``
   (DDP synchronises on the last), step every optimizer. ``step`` counts optimizer steps.
