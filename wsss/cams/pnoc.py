@@ -2,7 +2,8 @@
 judged by an ordinary classifier (OC), which P-NOC also trains adversarially.
 
 Networks: the CAM generator ``net`` (the CAM classifier, as Puzzle-CAM) and the ordinary
-classifier ``oc`` (same kind of classifier, BatchNorm frozen), whose weights come from a
+classifier ``oc`` (same kind of classifier; every BatchNorm frozen, statistics AND affine
+parameters, as P-NOC's "fix" mode: ``norm_mode: frozen_affine``), whose weights come from a
 finished vanilla-CAM experiment ``method.oc_exp`` (trained with RandAugment + label smoothing,
 ``configs/<dataset>/oc.yaml``). Per step, with ``r`` one class drawn uniformly from each image's
 labels (:mod:`wsss.cams.erasing`):
@@ -66,13 +67,15 @@ def module_mode(module, training):
 
 
 def oc_model_config(cfg):
-    """The OC's ``model`` section: ``cfg["model"]`` <- ``method.oc_model``, BatchNorm frozen and
-    no backbone weights to load (they come from the OC experiment)."""
+    """The OC's ``model`` section: ``cfg["model"]`` <- ``method.oc_model``, BatchNorm frozen
+    (running statistics and affine parameters: P-NOC builds the OC with ``mode="fix"``, whose BN
+    weight and bias get ``requires_grad=False``, so the NOC optimizer never moves them) and no
+    backbone weights to load (they come from the OC experiment)."""
     over = (cfg.get("method") or {}).get("oc_model") or {}
     if not isinstance(over, dict):
         raise ConfigError("method.oc_model must be a mapping of model keys",
                           fix="e.g. method.oc_model.backbone=resnet50")
-    return {**(cfg.get("model") or {}), **over, "norm_mode": "frozen", "weights": None}
+    return {**(cfg.get("model") or {}), **over, "norm_mode": "frozen_affine", "weights": None}
 
 
 def oc_checkpoint_path(exp_dir):
@@ -141,7 +144,8 @@ class PuzzleOC(PuzzleCAM):
         self.leak_cse_grad = bool(m.get("leak_cse_grad_to_oc", False))
         self.use_puzzle = bool(m.get("puzzle", True))
         self.oc = Classifier.from_config({"model": self.oc_model}, num_classes)
-        self.oc.requires_grad_(self.trains_oc)
+        if not self.trains_oc:  # P-NOC trains every OC parameter except the frozen BN affines
+            self.oc.requires_grad_(False)
         self.oc.eval()
 
     # -------------------------------------------------------------- ordinary classifier
