@@ -5,8 +5,9 @@ training engine.
 """
 
 from .deeplab import MODELS, SegmentationModel, build_segmentation_model
-from .inference import multiscale_logits
+from .inference import image_logits, multiscale_logits, pyramid_logits
 from .loss import IGNORE_INDEX, segmentation_loss
 
 __all__ = ["MODELS", "SegmentationModel", "build_segmentation_model", "multiscale_logits",
+           "image_logits", "pyramid_logits",
            "IGNORE_INDEX", "segmentation_loss"]
