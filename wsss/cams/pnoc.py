@@ -37,6 +37,8 @@ the OC's architecture; default: the same as f, as the reference), ``lambda_cse``
 an ablation), plus Puzzle's ``num_pieces``/``alpha``/``alpha_schedule`` and ``label_smoothing``.
 The NOC optimizer is named ``noc``: ``train.optimizers.noc.lr`` sets its
 learning rate (the reference's ``lr_alpha_oc`` = 1: same lr as f).
+
+See docs/methods/pnoc.md (P-NOC, the OC) and docs/methods/poc.md.
 """
 
 import contextlib

@@ -3,6 +3,8 @@
 Scores are the ``K`` channels of the classes present in an image (CAMs, random-walk output),
 ``keys`` their 0-based foreground class indices. The mask value of channel ``i`` is
 ``keys[i] + 1``; background is 0 and ignore is 255 (CONTRIBUTING.md).
+
+See docs/methods/pseudo-masks.md.
 """
 
 from pathlib import Path

@@ -8,6 +8,8 @@
   0/255 PNGs.
 - PoolNet (:func:`poolnet_saliency`): one scale (images with a side <= 100 px run at 2x),
   ``sigmoid * 255``.
+
+See docs/methods/ccam.md and docs/methods/poolnet.md.
 """
 
 import numpy as np

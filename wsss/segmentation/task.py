@@ -5,6 +5,8 @@ Config keys read here: ``model`` (see :func:`build_segmentation_model`), ``metho
 at these scales; the loss is summed over the full-scale logits, each scaled one, and their
 pixel-wise max). Unlike that reference, which downsamples the labels to each logit map, every
 output is upsampled to the input size first (as P-NOC and ICAM's codebase do).
+
+See docs/methods/deeplab.md.
 """
 
 import torch
