@@ -263,6 +263,15 @@ RANDAUGMENT_OPS = {
 }
 
 
+def op_names(ops, table, who):
+    """``ops`` (default: every op of ``table``) as a list, checked against ``table``."""
+    names = list(ops or table)
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        raise ConfigError(f"unknown {who} ops {unknown}", fix=f"use some of {sorted(table)}")
+    return names
+
+
 class RandAugment:
     """RandAugment (Cubuk et al. 2020): ``n`` ops drawn uniformly with replacement, magnitude ``m`` of 10.
 
@@ -273,11 +282,7 @@ class RandAugment:
         if not 0 <= m <= 10:
             raise ConfigError(f"RandAugment magnitude m must be in 0..10, got {m}")
         self.n, self.m = int(n), float(m)
-        names = list(ops or RANDAUGMENT_OPS)
-        unknown = sorted(set(names) - set(RANDAUGMENT_OPS))
-        if unknown:
-            raise ConfigError(f"unknown RandAugment ops {unknown}", fix=f"use some of {sorted(RANDAUGMENT_OPS)}")
-        self.ops = names
+        self.ops = op_names(ops, RANDAUGMENT_OPS, "RandAugment")
 
     def __call__(self, sample):
         for name in random.choices(self.ops, k=self.n):
@@ -395,11 +400,7 @@ class RandAugmentMC:
         if not 2 <= int(m) <= 10:
             raise ConfigError(f"RandAugmentMC magnitude m must be in 2..10 (levels 1..m-1), got {m}")
         self.n, self.m, self.cutout = int(n), int(m), int(cutout)
-        names = list(ops or RANDAUGMENT_MC_OPS)
-        unknown = sorted(set(names) - set(RANDAUGMENT_MC_OPS))
-        if unknown:
-            raise ConfigError(f"unknown RandAugmentMC ops {unknown}", fix=f"use some of {sorted(RANDAUGMENT_MC_OPS)}")
-        self.ops = names
+        self.ops = op_names(ops, RANDAUGMENT_MC_OPS, "RandAugmentMC")
 
     def __call__(self, sample):
         _require_uint8(sample["image"], "RandAugmentMC")
