@@ -17,6 +17,8 @@ Inference (:meth:`AffinityNet.edge_map`): the image and its flip, zero-padded (n
 space) on the right/bottom to ``pad_size`` as IRN's ``EdgeDisplacement`` / P-NOC's
 ``get_edge`` do, boundary = ``sigmoid(B / 2 + flip(B_flipped) / 2)`` cropped to the image's
 stride-4 grid ``ceil(H / 4) x ceil(W / 4)``.
+
+See docs/methods/affinitynet.md.
 """
 
 from pathlib import Path

@@ -19,6 +19,8 @@ pnoc   10   8    5      P-NOC runners/3-rw.sh (RW_BETA=10, RW_EXP=8), IRN's infe
 psa    8    8    5      psa infer_aff.py defaults (beta=8, logt=8; README "t=256"), also
                         used by ICAM and AEFT, which build on psa's code
 ====== ==== ==== ====== =================================================================
+
+See docs/methods/affinitynet.md.
 """
 
 import warnings

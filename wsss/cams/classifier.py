@@ -1,4 +1,7 @@
-"""The CAM classifier: backbone -> 1x1 convolution without bias -> CAMs A; logits = GAP(A)."""
+"""The CAM classifier: backbone -> 1x1 convolution without bias -> CAMs A; logits = GAP(A).
+
+See docs/methods/cam.md.
+"""
 
 from torch import nn
 

@@ -8,6 +8,8 @@ bilinear upsampling to the image size with ``align_corners=False``) becomes an e
   the CAM generator's CSE loss classifies ``x * (1 - mask)`` with ``r`` removed from the label;
 - :func:`hard_keep` divides by each image's own maximum and keeps the pixels ``<= delta``;
   P-NOC's ordinary classifier learns to find every class, ``r`` included, in ``x * keep``.
+
+See docs/methods/poc.md.
 """
 
 import torch

@@ -1,4 +1,4 @@
-"""Multi-scale CAM inference, shared by every CAM method (METHODS.md, "Inference").
+"""Multi-scale CAM inference, shared by every CAM method (docs/methods/cam.md, "Inference").
 
 For each scale s the image is resized (PIL bicubic, ``round(W*s) x round(H*s)``, as P-NOC's
 ``inference.py``) and normalised; the image and its horizontal flip go through the network in

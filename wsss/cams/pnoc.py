@@ -2,7 +2,8 @@
 judged by an ordinary classifier (OC), which P-NOC also trains adversarially.
 
 Networks: the CAM generator ``net`` (the CAM classifier, as Puzzle-CAM) and the ordinary
-classifier ``oc`` (same kind of classifier, BatchNorm frozen), whose weights come from a
+classifier ``oc`` (same kind of classifier; every BatchNorm frozen, statistics AND affine
+parameters, as P-NOC's "fix" mode: ``norm_mode: frozen_affine``), whose weights come from a
 finished vanilla-CAM experiment ``method.oc_exp`` (trained with RandAugment + label smoothing,
 ``configs/<dataset>/oc.yaml``). Per step, with ``r`` one class drawn uniformly from each image's
 labels (:mod:`wsss.cams.erasing`):
@@ -37,6 +38,8 @@ ablation), plus Puzzle's options. The NOC optimizer is named ``noc``:
 ``train.optimizers.noc.lr`` sets its learning rate (the reference's ``lr_alpha_oc`` = 1: same
 lr as f). The OC's weights are loaded at the start of a fresh run (:meth:`on_train_start`); a
 resumed run and inference take them from this experiment's own checkpoint.
+
+See docs/methods/pnoc.md (P-NOC, the OC) and docs/methods/poc.md.
 """
 
 import contextlib
@@ -67,11 +70,13 @@ def module_mode(module, training):
 
 def oc_model_config(cfg, oc_model):
     """The OC's ``model`` section: ``cfg["model"]`` <- ``oc_model`` (``method.oc_model``),
-    BatchNorm frozen and no weight files to load (they come from the OC experiment)."""
+    BatchNorm frozen (running statistics and affine parameters: P-NOC builds the OC with
+    ``mode="fix"``, whose BN weight and bias get ``requires_grad=False``, so the NOC optimizer
+    never moves them) and no weight files to load (they come from the OC experiment)."""
     if not isinstance(oc_model, dict):
         raise ConfigError("method.oc_model must be a mapping of model keys",
                           fix="e.g. method.oc_model.backbone=resnet50")
-    return {**(cfg.get("model") or {}), **oc_model, "norm_mode": "frozen", **dict.fromkeys(PRETRAINED_KEYS)}
+    return {**(cfg.get("model") or {}), **oc_model, "norm_mode": "frozen_affine", **dict.fromkeys(PRETRAINED_KEYS)}
 
 
 def check_oc_experiment(exp_dir, model_cfg):
@@ -112,7 +117,8 @@ class PuzzleOC(PuzzleCAM):
         self.leak_cse_grad = bool(m["leak_cse_grad_to_oc"])
         self.use_puzzle = bool(m["puzzle"])
         self.oc = Classifier.from_config({"model": self.oc_model}, num_classes)
-        self.oc.requires_grad_(self.trains_oc)
+        if not self.trains_oc:  # P-NOC trains every OC parameter except the frozen BN affines
+            self.oc.requires_grad_(False)
         self.oc.eval()
 
     # -------------------------------------------------------------- ordinary classifier

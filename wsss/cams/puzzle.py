@@ -4,6 +4,8 @@ Loss (Puzzle-CAM's ``cl_pcl_re`` with ``re_loss_option=masking`` on raw CAMs, as
 defaults): ``MLSM(GAP(A), y~) + MLSM(GAP(A_m), y~) + alpha * mean(|A - A_m| * y)``, where
 ``A_m = stitch(CAMs of tile(x))`` and ``alpha = min(alpha_max * step / (max_step * schedule),
 alpha_max)`` (0 -> 4 over the first half of training by default).
+
+See docs/methods/puzzle.md.
 """
 
 import math

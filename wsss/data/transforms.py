@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -320,6 +321,15 @@ RANDAUGMENT_OPS = {
 }
 
 
+def op_names(ops, table, who):
+    """``ops`` (default: every op of ``table``) as a list, checked against ``table``."""
+    names = list(ops or table)
+    unknown = sorted(set(names) - set(table))
+    if unknown:
+        raise ConfigError(f"unknown {who} ops {unknown}", fix=f"use some of {sorted(table)}")
+    return names
+
+
 class RandAugment:
     """RandAugment (Cubuk et al. 2020): ``n`` ops drawn uniformly with replacement, magnitude ``m`` of 10.
 
@@ -330,17 +340,151 @@ class RandAugment:
         if not 0 <= m <= 10:
             raise ConfigError(f"RandAugment magnitude m must be in 0..10, got {m}")
         self.n, self.m = int(n), float(m)
-        names = list(ops or RANDAUGMENT_OPS)
-        unknown = sorted(set(names) - set(RANDAUGMENT_OPS))
-        if unknown:
-            raise ConfigError(f"unknown RandAugment ops {unknown}", fix=f"use some of {sorted(RANDAUGMENT_OPS)}")
-        self.ops = names
+        self.ops = op_names(ops, RANDAUGMENT_OPS, "RandAugment")
 
     def __call__(self, sample):
         for name in random.choices(self.ops, k=self.n):
             op, max_v = RANDAUGMENT_OPS[name]
             sample = op(sample, max_v * self.m / 10.0)
         return sample
+
+
+# --- P-NOC's RandAugmentMC ---------------------------------------------------------------------
+# The ordinary classifier of P-OC / P-NOC is trained with FixMatch's "RandAugmentMC" as P-NOC
+# defines it (tools/ai/randaugment.py: fixmatch_augment_pool, RandAugmentMC(n=2, m=10)); see
+# docs/methods/pnoc.md. Per op the level v is drawn from 1..m-1 and the op applies with p 0.5;
+# parameters scale with v / 10 whatever m is. Geometric ops are PIL transforms with nearest
+# resampling and black fill (PIL's defaults), reproduced here in index coordinates so that
+# masks (nearest, 255) and maps (bilinear, 0) move with the image.
+
+def _pil_affine_to_index(data):
+    """PIL ``Image.transform(AFFINE, data)`` samples output pixel (x, y) at the input point
+    ``(a (x + .5) + b (y + .5) + c, d (x + .5) + e (y + .5) + f)`` (pixel i spans [i, i + 1)); the
+    same map in pixel-index coordinates (centres at integers), for ``cv2.warpAffine(...,
+    WARP_INVERSE_MAP)``."""
+    a, b, c, d, e, f = data
+    return np.array([[a, b, c + 0.5 * (a + b) - 0.5], [d, e, f + 0.5 * (d + e) - 0.5]], dtype=np.float64)
+
+
+def _pil_nearest(arr, data, fill):
+    """PIL's NEAREST affine resampling of ``arr`` (H, W[, K]) with ``fill`` outside. Output (x, y)
+    takes the input pixel at ``floor`` of the point above, computed as Pillow does for images of
+    ordinary size: in 16.16 fixed point, each coefficient rounded to 1/65536 (so ties fall as
+    there; translations are exact either way)."""
+    h, w = arr.shape[:2]
+    a, b, c, d, e, f = data
+    fix = lambda v: np.int64(np.floor(v * 65536.0 + 0.5))  # noqa: E731
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.int64)
+    sx = (fix(c + a * 0.5 + b * 0.5) + ys * fix(b) + xs * fix(a)) >> 16
+    sy = (fix(f + d * 0.5 + e * 0.5) + ys * fix(e) + xs * fix(d)) >> 16
+    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+    out = np.empty_like(arr)
+    out[...] = fill
+    out[inside] = arr[sy[inside], sx[inside]]
+    return out
+
+
+def _pil_rotate_data(degrees, w, h):
+    """The AFFINE data of PIL's ``Image.rotate(degrees)`` (about the centre, no expand)."""
+    t = -np.deg2rad(degrees)
+    a, b, d, e = round(np.cos(t), 15), round(np.sin(t), 15), round(-np.sin(t), 15), round(np.cos(t), 15)
+    cx, cy = w / 2.0, h / 2.0
+    return a, b, a * -cx + b * -cy + cx, d, e, d * -cx + e * -cy + cy
+
+
+def _mc_affine(data_fn):
+    """An op moving image (nearest, black), mask and integer maps (nearest, 255) and float maps
+    (bilinear, 0) by the PIL affine ``data_fn(v, w, h)``."""
+
+    def op(sample, v):
+        h, w = sample["image"].shape[:2]
+        data = data_fn(v, w, h)
+        m = _pil_affine_to_index(data)
+
+        def map_fn(a):
+            if np.issubdtype(a.dtype, np.integer):
+                return _pil_nearest(a, data, IGNORE)
+            return _warp(a.astype(np.float32), m, cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, 0)
+
+        return apply_geometric(sample, lambda a: _pil_nearest(a, data, 0), lambda a: _pil_nearest(a, data, IGNORE),
+                               map_fn)
+
+    return op
+
+
+def _enhance_factor(v):
+    return v * 0.9 / 10 + 0.05  # levels 1..9 -> 0.14..0.86: these ops only ever weaken the image
+
+
+#: name -> op(sample, v) for the level v in 1..m-1 (FixMatch's pool, P-NOC's parameters)
+RANDAUGMENT_MC_OPS = {
+    "AutoContrast": _pil_op(lambda im, v: ImageOps.autocontrast(im)),
+    "Brightness": _pil_op(lambda im, v: ImageEnhance.Brightness(im).enhance(_enhance_factor(v))),
+    "Color": _pil_op(lambda im, v: ImageEnhance.Color(im).enhance(_enhance_factor(v))),
+    "Contrast": _pil_op(lambda im, v: ImageEnhance.Contrast(im).enhance(_enhance_factor(v))),
+    "Equalize": _pil_op(lambda im, v: ImageOps.equalize(im)),
+    "Identity": lambda s, v: s,
+    "Posterize": _pil_op(lambda im, v: ImageOps.posterize(im, int(v * 4 / 10) + 4)),  # 4..7 bits
+    "Rotate": _mc_affine(lambda v, w, h: _pil_rotate_data(_signed(int(v * 30 / 10)), w, h)),  # 3..27 degrees
+    "Sharpness": _pil_op(lambda im, v: ImageEnhance.Sharpness(im).enhance(_enhance_factor(v))),
+    "ShearX": _mc_affine(lambda v, w, h: (1, _signed(v * 0.3 / 10), 0, 0, 1, 0)),  # about the top-left corner
+    "ShearY": _mc_affine(lambda v, w, h: (1, 0, 0, _signed(v * 0.3 / 10), 1, 0)),
+    "Solarize": _pil_op(lambda im, v: ImageOps.solarize(im, 256 - int(v * 256 / 10))),  # threshold 26..231
+    "TranslateX": _mc_affine(lambda v, w, h: (1, 0, int(_signed(v * 0.3 / 10) * w), 0, 1, 0)),
+    "TranslateY": _mc_affine(lambda v, w, h: (1, 0, 0, 0, 1, int(_signed(v * 0.3 / 10) * h))),
+}
+
+
+def cutout_box(w, h, size=16):
+    """P-NOC's ``CutoutAbs``: a centre drawn uniformly in the image, the box's corner clipped at 0
+    and its far side at the image border; PIL's ``rectangle`` is inclusive, so the black square
+    spans ``size + 1`` pixels when it is not clipped. Returns (y0, y1, x0, x1), end exclusive."""
+    x0, y0 = random.uniform(0, w), random.uniform(0, h)
+    x0, y0 = int(max(0, x0 - size / 2.0)), int(max(0, y0 - size / 2.0))
+    x1, y1 = int(min(w, x0 + size)), int(min(h, y0 + size))
+    return y0, y1 + 1, x0, x1 + 1
+
+
+class RandAugmentMC:
+    """P-NOC's RandAugment of the ordinary classifier (``augment.randaugment: {kind: mc, n: 2, m: 10}``).
+
+    ``n`` ops drawn uniformly with replacement from :data:`RANDAUGMENT_MC_OPS`; each applies with
+    probability 0.5 at a random level v in 1..m-1; then a black ``cutout``-pixel square
+    (:func:`cutout_box`) always. Geometric ops move mask and maps with the image; the Cutout
+    changes the image only.
+    """
+
+    def __init__(self, n=2, m=10, cutout=16, ops=None):
+        if not 2 <= int(m) <= 10:
+            raise ConfigError(f"RandAugmentMC magnitude m must be in 2..10 (levels 1..m-1), got {m}")
+        self.n, self.m, self.cutout = int(n), int(m), int(cutout)
+        self.ops = op_names(ops, RANDAUGMENT_MC_OPS, "RandAugmentMC")
+
+    def __call__(self, sample):
+        _require_uint8(sample["image"], "RandAugmentMC")
+        for name in random.choices(self.ops, k=self.n):
+            v = random.randint(1, self.m - 1)
+            if random.random() < 0.5:
+                sample = RANDAUGMENT_MC_OPS[name](sample, v)
+        if self.cutout > 0:
+            h, w = sample["image"].shape[:2]
+            y0, y1, x0, x1 = cutout_box(w, h, self.cutout)
+            image = sample["image"].copy()
+            image[y0:y1, x0:x1] = 0
+            sample = {**sample, "image": image}
+        return sample
+
+
+# ``augment.randaugment``: true (= {kind: fixed}) or {kind: fixed|mc, n, m, ...}
+RANDAUGMENTS = Registry("randaugment kind")
+RANDAUGMENTS.register("fixed")(RandAugment)
+RANDAUGMENTS.register("mc")(RandAugmentMC)
+
+
+def build_randaugment(value):
+    """The RandAugment of an ``augment.randaugment`` value (true, or a dict with ``kind``)."""
+    kw = dict(value) if isinstance(value, dict) else {}
+    return RANDAUGMENTS.get(kw.pop("kind", "fixed"))(**kw)
 
 
 # --- tensors -----------------------------------------------------------------------------------
@@ -439,7 +583,9 @@ def _steps(steps):
 
 def build_train_transform(aug_cfg=None, steps=None):
     """Training pipeline from e.g. ``{resize_long: [320, 640], crop: 512, hflip: true,
-    color_jitter: 0.3, randaugment: false}`` (``randaugment: true`` = n 2, m 9, or ``{n, m}``).
+    color_jitter: 0.3, randaugment: false}`` (``randaugment: true`` = the fixed-magnitude
+    :class:`RandAugment` with n 2, m 9; ``{kind: fixed|mc, n, m}`` picks one; ``mc`` is P-NOC's
+    :class:`RandAugmentMC`).
 
     ``steps``: ``{point: callable or [callables]}`` at the points of :data:`STEP_POINTS`."""
     cfg = dict(aug_cfg or {})
@@ -452,7 +598,7 @@ def build_train_transform(aug_cfg=None, steps=None):
         ts.append(HFlip())
     ra = cfg.get("randaugment", False)
     if ra:
-        ts.append(RandAugment(**(ra if isinstance(ra, dict) else {})))
+        ts.append(build_randaugment(ra))
     if cfg.get("color_jitter"):
         ts.append(_color_jitter(cfg["color_jitter"]))
     ts += steps["before_normalize"] + _normalize(cfg)

@@ -9,6 +9,8 @@
 - one optimizer per name of ``task.param_groups()``; per step: poly lr on every group,
   zero every optimizer, ``accumulate`` forward/backward passes of ``loss / accumulate``
   (DDP synchronises on the last), step every optimizer. ``step`` counts optimizer steps.
+  (References that SUM micro-batch gradients, as P-NOC's, take the same SGD step at
+  ``accumulate x lr`` and ``weight_decay / accumulate``: docs/methods/pnoc.md.)
 - data order and augmentation are reproducible from ``train.seed``: the sampler shuffles
   with (seed, epoch) and the loader generator that seeds workers is reset each epoch.
 - ``checkpoints/last.pth`` is written atomically after every epoch with the optimizer,

@@ -6,6 +6,8 @@ maximum, so background wins ties: a pixel is foreground only where ``max_c cam_c
 (compared in float32, the CAMs' dtype once loaded, as the references' ``np.pad`` does).
 Since the foreground argmax and the foreground maximum do not depend on ``t``, the confusion
 matrices of all thresholds come out of ONE histogram per image (see :func:`sweep_confusions`).
+
+See docs/methods/evaluation.md.
 """
 
 import cv2

@@ -5,6 +5,8 @@ Scores are the ``K`` channels of the classes present in an image (CAMs, random-w
 ``keys[i] + 1``; background is 0 and ignore is 255 (CONTRIBUTING.md). The background channel
 is a constant threshold, psa's ``(1 - max)^alpha``, or the background map a method stored in
 its CAM files (``hr_cam_bg``).
+
+See docs/methods/pseudo-masks.md.
 """
 
 from pathlib import Path

@@ -1,4 +1,4 @@
-"""C2AM's contrastive losses and the C2AM-H hint loss (see METHODS.md, "Saliency").
+"""C2AM's contrastive losses and the C2AM-H hint loss (docs/methods/ccam.md).
 
 C2AM pools, per image, a foreground embedding (features weighted by the sigmoid activation map)
 and a background embedding (weighted by its complement). Across the batch:

@@ -4,6 +4,8 @@
 section; ``num_outputs`` counts background, i.e. ``dataset.num_classes + 1``. The model's
 ``forward`` returns logits at the input resolution; ``forward_logits`` the head's raw logits at
 its stride (8 for v1/v2 on an OS8 backbone, 4 for v3+).
+
+See docs/methods/deeplab.md.
 """
 
 import torch.nn as nn

@@ -12,6 +12,8 @@ deterministic held-out part of the training split (``select.holdout``) is remove
 and scored against its pseudo masks after every epoch (:class:`ModelSelector`, from
 :meth:`on_train_start` and :meth:`on_epoch_end`); ``gt`` scores ``select.gt_split`` (default
 ``data.val_split``) against ground truth; ``none`` scores nothing.
+
+See docs/methods/deeplab.md.
 """
 
 import torch
