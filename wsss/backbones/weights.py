@@ -155,8 +155,8 @@ def split_backbone(state, family, path=None):
             raise CheckpointError(f"stage keys that no {family} stage map covers ({', '.join(stray[:_SHOWN])})",
                                   path=path, fix="check model.backbone: the file is of another architecture")
     else:
-        heads = HEADS.get(family, ())
-        layout, rename = "plain", lambda k: None if k.split(".")[0] in heads else k
+        own_heads = HEADS.get(family, ())
+        layout, rename = "plain", lambda k: None if k.split(".")[0] in own_heads else k
     trunk, heads, dropped = {}, {}, []
     for k, v in state.items():
         new = rename(k)

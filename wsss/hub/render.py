@@ -43,7 +43,7 @@ def text(results):
     return "\n".join(lines)
 
 
-def png(path, title, results, max_status=70):
+def png(path, title, results, max_status=100):
     """Write the table as a PNG (white background, one line per row; differences coloured)."""
     font = ImageFont.load_default()
     rows = [list(COLUMNS)] + [c[:5] + [c[5][:max_status] + ("..." if len(c[5]) > max_status else "")]
