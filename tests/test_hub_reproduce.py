@@ -3,9 +3,6 @@ a loopback Drive (download -> convert -> the toolkit's own tools -> table next t
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -21,16 +18,14 @@ from wsss.data.synthetic import generate
 from wsss.hub import parse_artefact
 from wsss.hub.convert import build_task, experiment_config
 
-ROOT = Path(__file__).resolve().parents[1]
 ID_CAM, ID_FILES = "1" + "C" * 32, "1" + "F" * 32
 
 
-def test_dry_run_lists_downloads_and_commands(tmp_path):
-    env = {**os.environ, "WSSS_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, str(ROOT / "tools" / "reproduce.py"), "pnoc-voc", "--dry-run"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    out = p.stdout
+def test_dry_run_lists_downloads_and_commands(tmp_path, run_tool, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WSSS_CACHE", str(tmp_path / "cache"))
+    code, out = run_tool("reproduce", ["pnoc-voc", "--dry-run"])
+    assert code == 0, out
     assert "Drive file 1CDT89v8ctWOOowCgJkbh0Xj7fCxlQs2_ | Drive file 1X4fsGdDGpDBbWq2n_FGkqOtgOETS0x_P" in out
     assert "convert  pnoc/voc/pnoc-ls (pnoc-classifier) -> experiments/hub/pnoc/voc/pnoc-ls" in out
     assert "tools/infer_cam.py --exp experiments/hub/pnoc/voc/pnoc-ls --split train" in out
