@@ -17,7 +17,7 @@ from torch import nn
 
 from wsss import hub
 from wsss.backbones import build_backbone
-from wsss.backbones.weights import load_weights
+from wsss.backbones.weights import load_weights, split_backbone
 from wsss.errors import CheckpointError
 from wsss.hub.convert import CONVERTERS, build_task, convert, experiment_config, load_experiment
 
@@ -152,11 +152,13 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("pnoc/voc/oc", SMALL, "C", 64, False),
     ("pnoc/voc/pnoc", {"model.backbone": "resnest50"}, "B", 32, False),
     ("pnoc/voc/ccamh", SMALL, "A", 64, False),
+    ("pnoc/voc/ccamh", SMALL, "B", 64, False),
     ("pnoc/coco/ccamh", SMALL, "C", 64, False),
     ("pnoc/voc/affinitynet", SMALL, "A", 64, False),
     ("pnoc/voc/affinitynet", SMALL, "B", 64, False),
     ("pnoc/coco/affinitynet", SMALL, "C", 64, False),
     ("pnoc/voc/deeplab-pnoc-ls", SMALL, "A", 64, False),
+    ("pnoc/voc/deeplab-poc", SMALL, "B", 64, False),
     ("pnoc/coco/deeplab-pnoc", SMALL, "C", 64, True),
     # PoolNet and ICAM's DeepLab keep their trunk under one prefix (base.resnet., backbone.), so a
     # small trunk shows the same layout; psa's file is the bare ResNet-38d (its fc8 is told apart
@@ -208,6 +210,18 @@ def test_era_a_affinity_file_loads_as_backbone_weights(tmp_path):
     x = torch.randn(1, 3, 48, 48)
     with torch.no_grad():
         assert torch.equal(bb.eval()(x)["c5"], direct.net.backbone(x)["c5"])
+
+
+@pytest.mark.parametrize("era", ["A", "B", "C"])
+def test_resnet38d_stage_aliases_map_to_the_trunk(era):
+    """P-NOC's ResNet-38d stage grouping (no release uses it, so keys only, on the meta device)."""
+    with torch.device("meta"):
+        bb = build_backbone("resnet38d", output_stride=8)
+        state = Holder(**pnoc_trunk(bb, era), classifier=nn.Conv2d(4096, 20, 1, bias=False)).state_dict()
+    trunk, heads, dropped, layout = split_backbone(state, "resnet38d")
+    assert layout == {"A": "model", "B": "stages", "C": "backbone"}[era]
+    assert sorted(trunk) == sorted(bb.state_dict()) and list(heads) == ["classifier.weight"]
+    assert all(k.startswith("stage") for k in dropped) and (era == "A") == bool(dropped)
 
 
 def test_unknown_keys_and_wrong_shapes_are_errors(tmp_path):

@@ -53,7 +53,7 @@ _RESNET_STAGES = {"stage1.0.": "conv1.", "stage1.1.": "bn1.",
 STAGE_MAPS = {
     "resnet": _RESNET_STAGES,
     "resnest": _RESNET_STAGES,
-    "resnet38d": {f"stage{s}.{i}.": name for s, names in enumerate((
+    "resnet38d": {f"stage{s}.{i}.": f"{name}." for s, names in enumerate((
         ("conv1a", "b2", "b2_1", "b2_2"), ("b3", "b3_1", "b3_2"), ("b4", "b4_1", "b4_2", "b4_3", "b4_4", "b4_5"),
         ("b5", "b5_1", "b5_2"), ("b6", "b7", "bn7")), start=1) for i, name in enumerate(names)},
 }
