@@ -13,6 +13,7 @@ for files, ``<cache>/<name>/files/`` for extracted archives and folders.
 
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,6 +123,9 @@ def parse_artefact(name, raw, path=REGISTRY_FILE):
         s["origin"] = s.pop("from", None)
         if sum(bool(s.get(k)) for k in SOURCE_KEYS) != 1:
             raise bad(f"a source needs exactly one of {', '.join(SOURCE_KEYS)}: {s}")
+        prefix = s.get("sha256_prefix")
+        if prefix is not None and not (isinstance(prefix, str) and re.fullmatch(r"[0-9a-f]{6,64}", prefix)):
+            raise bad(f"sha256_prefix {prefix!r} is not a quoted lowercase hex string")
         try:
             sources.append(Source(**s))
         except TypeError as e:
@@ -181,4 +185,4 @@ def tables(path=None, registry_path=None):
     return data
 
 
-__all__ = ["Artefact", "Source", "registry", "get", "tables", "cache_dir", "REPO_ROOT"]
+__all__ = ["Artefact", "Source", "registry", "get", "tables", "parse_artefact", "cache_dir", "REPO_ROOT"]
