@@ -7,7 +7,8 @@ Conventions (see CONTRIBUTING.md):
   ``cam`` (K x h x w at stride 4) and ``hr_cam`` (K x H x W), float16 on disk; methods whose
   maps carry a background score add ``cam_bg`` (h x w) and ``hr_cam_bg`` (H x W), which later
   stages use instead of a background threshold. P-NOC's released ``<id>.npy`` pickled dicts
-  with the same keys are read too.
+  with the same keys, and psa-family ``<id>.npy`` ``{class: H x W map}`` dicts, are read too,
+  through a restricted unpickler (:mod:`wsss.data.npy`) that never runs code from the file.
 """
 
 import contextlib
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .npy import load_npy
 
 
 def voc_palette(n=256):
@@ -144,19 +146,31 @@ def save_cam(path, keys, cam, hr_cam, cam_bg=None, hr_cam_bg=None):
 
 
 def load_cam(path):
-    """Read a CAM file (ours ``.npz`` or P-NOC's ``.npy`` dict) -> dict of float32 arrays
-    (``keys``, ``hr_cam``, and ``cam``, ``cam_bg``, ``hr_cam_bg`` when stored)."""
+    """Read a CAM file -> dict of ``keys`` (int64, 0-based foreground classes), ``hr_cam`` and,
+    when stored, ``cam``, ``cam_bg`` and ``hr_cam_bg`` (float32).
+
+    Accepted: ours (``.npz``); P-NOC's ``.npy`` dicts (``keys`` with a background key prepended
+    and classes shifted by one, ``cam`` a pickled torch tensor); psa/ICAM/CPN/AEFT ``.npy`` dicts
+    ``{class index (0-based foreground): H x W map}`` (``keys`` = the sorted classes, ``hr_cam``
+    their maps, no stride-4 ``cam``). ``.npy`` files are unpickled by :func:`wsss.data.npy.load_npy`,
+    which refuses anything but arrays, plain containers and tensors.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("CAM file not found", path=path, fix="run tools/infer_cam.py for this split first")
-    try:
-        if path.suffix == ".npy":
-            data = np.load(path, allow_pickle=True).item()
-        else:
+    if path.suffix == ".npy":
+        data = load_npy(path)  # raises DataError itself
+    else:
+        try:
             with np.load(path) as z:
                 data = {k: z[k] for k in z.files}
-    except Exception as e:  # corrupt or truncated archive
-        raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
+        except Exception as e:  # corrupt or truncated archive
+            raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
+    if not isinstance(data, dict):
+        raise DataError(f"CAM file holds a {type(data).__name__}, not a dict", path=path,
+                        fix="re-run tools/infer_cam.py")
+    if data and all(isinstance(k, (int, np.integer)) for k in data):
+        data = class_map_dict(data, path)
     missing = {"keys", "hr_cam"} - set(data)
     if missing:
         raise DataError(f"CAM file lacks {sorted(missing)}", path=path, fix="re-run tools/infer_cam.py")
@@ -171,6 +185,18 @@ def load_cam(path):
         # P-NOC's files prepend a background key and shift classes by one: [0, c1 + 1, ...]
         out["keys"] = out["keys"][1:] - 1
     return out
+
+
+def class_map_dict(data, path=None):
+    """psa-family CAMs ``{class: H x W}`` -> ``{"keys", "hr_cam"}`` (classes sorted)."""
+    keys = sorted(int(k) for k in data)
+    maps = [np.asarray(data[k], dtype=np.float32) for k in sorted(data, key=int)]
+    if any(m.ndim != 2 or m.shape != maps[0].shape for m in maps):
+        raise DataError("a {class: map} CAM dict must hold 2-D maps of one size", path=path,
+                        fix="re-create the file with one H x W map per class")
+    if keys[0] < 0:
+        raise DataError(f"negative class index {keys[0]} in a {{class: map}} CAM dict", path=path)
+    return {"keys": np.asarray(keys, dtype=np.int64), "hr_cam": np.stack(maps)}
 
 
 def find_cam(cam_dir, image_id):
