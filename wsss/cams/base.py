@@ -66,10 +66,13 @@ class CAMMethod(TaskModule):
 
     @classmethod
     def train_dataset(cls, cfg, name, root, split):
-        """The training set of dataset ``name`` at ``root`` (override to add ``maps``)."""
+        """The training set of dataset ``name`` at ``root`` (override to add ``maps``). Its samples
+        carry no mask: CAM training sees image labels only."""
         from ..data import build_dataset
 
-        return build_dataset(name, root, split, transform=cls.train_transform(cfg))
+        dataset = build_dataset(name, root, split, transform=cls.train_transform(cfg))
+        dataset.load_masks = False
+        return dataset
 
 
 def build_method(name, cfg, num_classes):

@@ -8,6 +8,7 @@ replace the ground truth) and checks image/mask sizes.
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import DataError
@@ -54,7 +55,10 @@ def multi_hot(indices, num_classes):
 
 def label_from_mask(mask, num_classes, path):
     """Multi-hot label of the classes present in an index mask (0 = background, 255 = void)."""
-    values = np.unique(mask)
+    if mask.dtype == np.uint8 and mask.ndim == 2:  # a histogram: ~10x faster than np.unique
+        values = np.flatnonzero(cv2.calcHist([np.ascontiguousarray(mask)], [0], None, [256], [0, 256]).ravel())
+    else:
+        values = np.unique(mask)
     values = values[(values != 0) & (values != 255)]
     if values.size and values.max() > num_classes:
         raise DataError(f"mask holds class index {int(values.max())} but the dataset has {num_classes} classes",
@@ -63,7 +67,14 @@ def label_from_mask(mask, num_classes, path):
 
 
 class Dataset:
-    """Base class: ``ids``, ``class_names``, ``num_classes``, ``root``, ``__getitem__`` -> sample dict."""
+    """Base class: ``ids``, ``class_names``, ``num_classes``, ``root``, ``__getitem__`` -> sample dict.
+
+    ``load_masks = False`` (set on an instance) gives samples ``mask: None``: stages trained on
+    image labels only (CAM methods, C2AM-H) skip reading and augmenting a mask they never use;
+    a label that comes from the mask still reads it (:meth:`load_label`).
+    """
+
+    load_masks = True
 
     def __init__(self, root, split, class_names, ids, transform=None, mask_dir=None, split_path=None):
         self.root = Path(root)
@@ -136,8 +147,10 @@ class Dataset:
     def __getitem__(self, index):
         image_id = self.ids[index]
         image = load_image(self.image_path(image_id))
-        gt = self.load_gt_mask(image_id) if self.mask_dir is None else None
-        mask = gt if self.mask_dir is None else self.load_mask(image_id)
+        gt = mask = None
+        if self.load_masks:
+            gt = self.load_gt_mask(image_id) if self.mask_dir is None else None
+            mask = gt if self.mask_dir is None else self.load_mask(image_id)
         if mask is not None and mask.shape != image.shape[:2]:
             raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                             f"{image.shape[1]}x{image.shape[0]} (W x H)", path=self.mask_path(image_id),

@@ -79,7 +79,7 @@ def load_image(path):
     path = _require(path, "image")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot decode image ({e})", path=path, fix="re-download or remove this file") from None
 
@@ -123,8 +123,9 @@ def save_cam(path, keys, cam, hr_cam):
                      cam=np.asarray(cam, dtype=np.float16), hr_cam=np.asarray(hr_cam, dtype=np.float16))
 
 
-def load_cam(path):
-    """Read a CAM file (ours ``.npz`` or P-NOC's ``.npy`` dict) -> dict of float32 arrays."""
+def load_cam(path, fields=("cam", "hr_cam")):
+    """Read a CAM file (ours ``.npz`` or P-NOC's ``.npy`` dict) -> dict of float32 arrays:
+    ``keys`` and those of ``fields`` present (``fields=("hr_cam",)`` skips the stride-4 maps)."""
     path = Path(path)
     if not path.is_file():
         raise DataError("CAM file not found", path=path, fix="run tools/infer_cam.py for this split first")
@@ -133,17 +134,18 @@ def load_cam(path):
             data = np.load(path, allow_pickle=True).item()
         else:
             with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
+                data = {k: z[k] for k in z.files if k == "keys" or k in fields}
     except Exception as e:  # corrupt or truncated archive
         raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
-    missing = {"keys", "hr_cam"} - set(data)
+    missing = ({"keys", "hr_cam"} & ({"keys"} | set(fields))) - set(data)
     if missing:
         raise DataError(f"CAM file lacks {sorted(missing)}", path=path, fix="re-run tools/infer_cam.py")
     out = {"keys": np.asarray(data["keys"], dtype=np.int64)}
     for k in ("cam", "hr_cam"):
-        if k in data:
+        if k in data and k in fields:
             out[k] = np.asarray(data[k], dtype=np.float32)
-    if len(out["keys"]) == out["hr_cam"].shape[0] + 1:
+    maps = out.get("hr_cam", out.get("cam"))
+    if maps is not None and len(out["keys"]) == maps.shape[0] + 1:
         # P-NOC's files prepend a background key and shift classes by one: [0, c1 + 1, ...]
         out["keys"] = out["keys"][1:] - 1
     return out

@@ -98,7 +98,7 @@ class CamHintDataset(_MapDataset):
 
     def add_maps(self, sample):
         path = find_cam(self.cam_dir, sample["id"])
-        return {"hint": hint_from_cam(load_cam(path), sample["image"].shape[:2], path)}
+        return {"hint": hint_from_cam(load_cam(path, fields=("hr_cam",)), sample["image"].shape[:2], path)}
 
 
 class SaliencyTargetDataset(_MapDataset):

@@ -85,6 +85,7 @@ class CCAMMethod(_TrainedMethod):
     task = C2AMTask
 
     def train_dataset(self, cfg, base):
+        base.load_masks = False  # trained on CAM hints and its own losses, never on masks
         transform = build_saliency_transform(cfg.get("augment"))
         if float((cfg.get("method") or {}).get("hint_weight", 1.0)) > 0:
             return CamHintDataset(base, _method_dir(cfg, "cam_dir", "ccam"), transform)

@@ -1,0 +1,163 @@
+"""Run one script (a wsss tool or a reference implementation's own script) in this process with
+timing hooks; the side-by-side benchmarks (train_step.py, vs_reference.py) start it as a child.
+
+    python benchmarks/ref_harness.py --timing OUT.json [--max-steps N] [--fixed-batch]
+        [--cpu-cuda] [--path DIR ...] [--cwd DIR] -- SCRIPT [ARGS...]
+
+Both sides run unmodified; the hooks are the same for both:
+
+- every tqdm progress bar records ``time.perf_counter()`` (and this process's CPU time) each
+  time it yields an item or is ``update()``d: the loop of a training script or an inference
+  script is timed item by item, data loading included, without touching its code. With
+  ``--max-steps N`` the process writes the timings and exits at once after the N-th item.
+- ``--fixed-batch``: every DataLoader yields its first batch again and again (a copy each
+  time; the workers are shut down after the first batch): the pure model step, no data loading.
+- ``--cpu-cuda``: on a machine without CUDA, ``Module.cuda()`` returns the module and
+  ``torch.cuda.device(i)`` is a no-op, for reference inference scripts that call them
+  unconditionally.
+
+The timing file holds ``{"events": [[bar, seconds, items, cpu_seconds], ...], "maxrss_mib"}``.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import runpy
+import sys
+import time
+
+STATE = {"events": [], "bars": 0, "max_steps": None, "out": None, "items": 0, "written": False}
+
+
+def dump():
+    if STATE["written"] or not STATE["out"]:
+        return
+    STATE["written"] = True
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(STATE["out"], "w") as f:
+        json.dump({"events": STATE["events"], "maxrss_mib": rss}, f)
+
+
+def record(bar, n):
+    STATE["events"].append([bar, time.perf_counter(), n, time.process_time()])
+    STATE["items"] += n
+    if STATE["max_steps"] is not None and STATE["items"] >= STATE["max_steps"]:
+        dump()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # DataLoader workers notice their parent is gone and exit
+
+
+def install_tqdm_hook():
+    import tqdm
+    import tqdm.auto
+    import tqdm.std
+
+    base = tqdm.std.tqdm
+
+    class TimedTqdm(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            STATE["bars"] += 1
+            self._bench_id = STATE["bars"]
+            self._bench_iterating = False
+            STATE["events"].append([self._bench_id, time.perf_counter(), 0, time.process_time()])
+
+        def __iter__(self):
+            self._bench_iterating = True  # tqdm's __iter__ calls update() itself: count items once
+            try:
+                for item in super().__iter__():
+                    record(self._bench_id, 1)
+                    yield item
+            finally:
+                self._bench_iterating = False
+
+        def update(self, n=1):
+            out = super().update(n)
+            if n and not self._bench_iterating:
+                record(self._bench_id, n)
+            return out
+
+    tqdm.tqdm = tqdm.std.tqdm = tqdm.auto.tqdm = TimedTqdm
+
+
+def _clone(obj):
+    import torch
+
+    if torch.is_tensor(obj):
+        return obj.clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+def install_fixed_batch():
+    from torch.utils.data import DataLoader
+
+    real_iter = DataLoader.__iter__
+
+    def fixed_iter(self):
+        it = real_iter(self)
+        first = next(it)
+        del it  # shuts the workers down
+
+        def gen():
+            while True:
+                yield _clone(first)
+
+        return gen()
+
+    DataLoader.__iter__ = fixed_iter
+
+
+def install_cpu_cuda():
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    torch.nn.Module.cuda = lambda self, device=None: self
+    torch.cuda.device = lambda *a, **k: contextlib.nullcontext()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--timing", required=True, help="write the timings (JSON) here")
+    ap.add_argument("--max-steps", type=int, default=None, help="exit after this many progress-bar items")
+    ap.add_argument("--fixed-batch", action="store_true", help="DataLoaders repeat their first batch")
+    ap.add_argument("--cpu-cuda", action="store_true", help="no-op .cuda() / torch.cuda.device without CUDA")
+    ap.add_argument("--path", action="append", default=[], help="prepend to sys.path (repeatable)")
+    ap.add_argument("--cwd", default=None, help="working directory of the script")
+    ap.add_argument("script")
+    ap.add_argument("args", nargs=argparse.REMAINDER)
+    a = ap.parse_args()
+    STATE["out"] = os.path.abspath(a.timing)
+    STATE["max_steps"] = a.max_steps
+    script = os.path.abspath(a.script)
+    for p in reversed([os.path.abspath(p) for p in a.path]):
+        sys.path.insert(0, p)
+    # the script's folder first, as `python SCRIPT` would have it
+    sys.path.insert(0, os.path.dirname(script))
+    if a.cwd:
+        os.makedirs(a.cwd, exist_ok=True)
+        os.chdir(a.cwd)
+    install_tqdm_hook()
+    if a.fixed_batch:
+        install_fixed_batch()
+    if a.cpu_cuda:
+        install_cpu_cuda()
+    sys.argv = [script] + (a.args[1:] if a.args[:1] == ["--"] else a.args)
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            dump()
+            raise
+    dump()
+
+
+if __name__ == "__main__":
+    main()
