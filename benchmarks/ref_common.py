@@ -54,6 +54,25 @@ def reference_commit(repo):
         return "unknown"
 
 
+def reference_env(args, pnoc):
+    """Environment of a reference run. ``TORCH_HOME`` points to ``<refs>/torch_home``, where a
+    random-init ResNet-50 stands in for the ImageNet file that P-NOC's inference script downloads
+    before loading the trained weights over it (no download here; same file size and load time)."""
+    home = Path(args.refs) / "torch_home"
+    ckpt = home / "hub" / "checkpoints" / "resnet50-19c8e357.pth"
+    env = dict(os.environ, TORCH_HOME=str(home))
+    env.pop("PYTHONPATH", None)
+    if not ckpt.is_file():
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        code = ("import sys, torch; sys.path[:0] = sys.argv[1:3]; from core.backbones.arch_resnet import resnet; "
+                "torch.manual_seed(0); m = resnet.ResNet(resnet.Bottleneck, resnet.layers_dic['resnet50']); "
+                "sd = m.state_dict(); sd['fc.weight'] = torch.randn(1000, 2048) * 0.01; sd['fc.bias'] = torch.zeros(1000); "
+                "torch.save(sd, sys.argv[3])")
+        subprocess.run([str(args.ref_python), "-c", code, str(pnoc), str(Path(args.refs) / "shims"), str(ckpt)],
+                       check=True, env=env)
+    return env
+
+
 def install_split_lists(pnoc, data_root, splits=("train", "train8", "val")):
     """P-NOC reads a split's ids from ``<PNOC>/data/voc12/<domain>.txt``: copy ours as ``bench_<split>``."""
     for split in splits:

@@ -12,7 +12,7 @@ Both sides run unmodified; the hooks are the same for both:
   ``--max-steps N`` the process writes the timings and exits at once after the N-th item.
 - ``--fixed-batch``: every DataLoader yields its first batch again and again (a copy each
   time; the workers are shut down after the first batch): the pure model step, no data loading.
-- ``--cpu-cuda``: on a machine without CUDA, ``Module.cuda()`` returns the module and
+- ``--cpu-cuda``: on a machine without CUDA, ``Module.cuda()`` and ``Tensor.cuda()`` return self and
   ``torch.cuda.device(i)`` is a no-op, for reference inference scripts that call them
   unconditionally.
 
@@ -120,6 +120,7 @@ def install_cpu_cuda():
     if torch.cuda.is_available():
         return
     torch.nn.Module.cuda = lambda self, device=None: self
+    torch.Tensor.cuda = lambda self, *a, **k: self
     torch.cuda.device = lambda *a, **k: contextlib.nullcontext()
 
 

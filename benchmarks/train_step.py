@@ -36,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ref_common import (PNOC_COMMIT, ROOT, add_reference_args, check_references, harness_cmd,  # noqa: E402
-                        install_split_lists, item_seconds, load_average, machine, median, reference_commit, run,
-                        wsss_env)
+                        install_split_lists, item_seconds, load_average, machine, median, reference_commit, reference_env,
+                        run, wsss_env)
 from ref_data import make_bench_set  # noqa: E402
 
 ROWS = ("cam", "pnoc", "ccamh")
@@ -123,7 +123,7 @@ def timed_run(args, side, row, mode, s, data, pnoc, precision, tag):
         script, a = reference_args(row, s, data, work, precision)
         cmd = harness_cmd(args.ref_python, pnoc / script, a, timing, paths=[pnoc, Path(args.refs) / "shims"],
                           cwd=work / "refwork", max_steps=steps, fixed_batch=mode == "step")
-        env = None
+        env = reference_env(args, pnoc)
     else:
         script, a = wsss_args(row, s, data, work, precision)
         cmd = harness_cmd(sys.executable, ROOT / script, a, timing, max_steps=steps, fixed_batch=mode == "step")
@@ -142,7 +142,7 @@ def pipeline_run(args, side, row, s, data, pnoc, tag):
            "--side", side, "--row", row, "--data", data, "--pnoc", pnoc, "--shims", Path(args.refs) / "shims",
            "--images", args.pipeline_images, "--out", out, "--crop", s["crop"],
            "--resize-long", f"{s['resize_long'][0]},{s['resize_long'][1]}"]
-    info = run(cmd, work / "runs" / f"{tag}.log", env=wsss_env() if side == "wsss" else None)
+    info = run(cmd, work / "runs" / f"{tag}.log", env=wsss_env() if side == "wsss" else reference_env(args, pnoc))
     res = json.loads(out.read_text())
     return {**info, **res}
 
@@ -173,8 +173,8 @@ def main(argv=None):
     ap.add_argument("--resize-long", default="160,320")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of both sides")
     ap.add_argument("--train-images", type=int, default=128)
-    ap.add_argument("--warmup", type=int, default=3, help="steps not timed at the start of each run")
-    ap.add_argument("--steps", type=int, default=8, help="steps timed per run")
+    ap.add_argument("--warmup", type=int, default=2, help="steps not timed at the start of each run")
+    ap.add_argument("--steps", type=int, default=6, help="steps timed per run")
     ap.add_argument("--repeats", type=int, default=2, help="rounds of A B runs")
     ap.add_argument("--pipeline-images", type=int, default=48)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
