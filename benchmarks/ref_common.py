@@ -92,9 +92,10 @@ def machine():
 
 
 def harness_cmd(python, script, args, timing, *, paths=(), cwd=None, max_steps=None, fixed_batch=False,
-                cpu_cuda=False):
-    """Command line that runs ``script args`` under ref_harness.py's timing hooks."""
-    cmd = [str(python), str(HARNESS), "--timing", str(timing)]
+                cpu_cuda=False, options=()):
+    """Command line that runs ``script args`` under ref_harness.py's timing hooks (``options``:
+    more ref_harness.py flags)."""
+    cmd = [str(python), str(HARNESS), "--timing", str(timing), *options]
     for p in paths:
         cmd += ["--path", str(p)]
     if cwd:

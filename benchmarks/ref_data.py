@@ -75,11 +75,23 @@ def write_sample(root, image_id, image, mask, with_cams):
                 {"keys": np.pad(np.asarray(classes) + 1, (1, 0)), "cam": st.transpose(2, 0, 1), "hr_cam": hr})
 
 
+def labels_of(root, splits=("train", "val")):
+    """``{id: float32 (20,) multi-hot}`` of the bench images from their masks (psa's ``cls_labels.npy``)."""
+    out = {}
+    for split in splits:
+        for image_id in (Path(root) / "ImageSets" / "Segmentation" / f"{split}.txt").read_text().split():
+            mask = np.asarray(Image.open(Path(root) / "SegmentationClass" / f"{image_id}.png"))
+            label = np.zeros(len(VOC_CLASSES), np.float32)
+            label[[int(v) - 1 for v in np.unique(mask) if 0 < v < 255]] = 1
+            out[image_id] = label
+    return out
+
+
 def make_bench_set(out, n_train=128, n_val=32, seed=0):
     """Write the data set to ``out`` (kept if it already holds the same counts); returns ``out``."""
     root = Path(out)
     stamp = root / "bench_set.txt"
-    want = f"seed {seed} train {n_train} val {n_val} {WIDTH}x{HEIGHT}\n"
+    want = f"seed {seed} train {n_train} val {n_val} {WIDTH}x{HEIGHT} ids v2\n"
     if stamp.is_file() and stamp.read_text() == want:
         return root
     for sub in ("JPEGImages", "SegmentationClass", "Annotations", "ImageSets/Segmentation", "cams", "cams_npy"):
@@ -93,7 +105,7 @@ def make_bench_set(out, n_train=128, n_val=32, seed=0):
             image, mask = s.image[top:top + HEIGHT], s.mask[top:top + HEIGHT]
             if not ((mask > 0) & (mask < 255)).any():
                 continue
-            image_id = f"{split}_{index:05d}"
+            image_id = f"{split[:3]}_{index:07d}"  # 11 characters, like VOC's ids: psa-style lists slice [-15:-4]
             write_sample(root, image_id, np.ascontiguousarray(image), np.ascontiguousarray(mask), split == "train")
             ids.append(image_id)
         write_text(root / "ImageSets" / "Segmentation" / f"{split}.txt", "\n".join(ids) + "\n")

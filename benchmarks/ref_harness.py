@@ -12,6 +12,8 @@ Both sides run unmodified; the hooks are the same for both:
   ``--max-steps N`` the process writes the timings and exits at once after the N-th item.
 - ``--fixed-batch``: every DataLoader yields its first batch again and again (a copy each
   time; the workers are shut down after the first batch): the pure model step, no data loading.
+- ``--time-optimizer``: time the steps of the first optimizer instead (scripts without a
+  progress bar, e.g. psa-style training loops); the first step only starts the clock.
 - ``--cpu-cuda``: on a machine without CUDA, ``Module.cuda()`` and ``Tensor.cuda()`` return self and
   ``torch.cuda.device(i)`` is a no-op, for reference inference scripts that call them
   unconditionally.
@@ -83,6 +85,24 @@ def install_tqdm_hook():
     tqdm.tqdm = tqdm.std.tqdm = tqdm.auto.tqdm = TimedTqdm
 
 
+def install_optimizer_hook():
+    """One event per step of the first optimizer that steps (scripts without a progress bar)."""
+    import torch
+
+    first = []
+
+    def hook(optimizer, args, kwargs):
+        if not first:
+            first.append(id(optimizer))
+            STATE["events"].append([0, time.perf_counter(), 0, time.process_time()])
+        elif id(optimizer) == first[0]:
+            record(0, 1)
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    register_optimizer_step_post_hook(hook)
+
+
 def _clone(obj):
     import torch
 
@@ -130,6 +150,11 @@ def main():
     ap.add_argument("--max-steps", type=int, default=None, help="exit after this many progress-bar items")
     ap.add_argument("--fixed-batch", action="store_true", help="DataLoaders repeat their first batch")
     ap.add_argument("--cpu-cuda", action="store_true", help="no-op .cuda() / torch.cuda.device without CUDA")
+    ap.add_argument("--legacy", action="store_true",
+                    help="compatibility for older references: np.load(allow_pickle=True) by default (numpy < "
+                         "1.16.3), np.int/float/bool (numpy < 1.24) and PIL's removed aliases Image.CUBIC/LINEAR/ANTIALIAS (Pillow < 10)")
+    ap.add_argument("--time-optimizer", action="store_true",
+                    help="time optimizer steps instead of progress-bar items (scripts without tqdm)")
     ap.add_argument("--path", action="append", default=[], help="prepend to sys.path (repeatable)")
     ap.add_argument("--cwd", default=None, help="working directory of the script")
     ap.add_argument("script")
@@ -145,11 +170,27 @@ def main():
     if a.cwd:
         os.makedirs(a.cwd, exist_ok=True)
         os.chdir(a.cwd)
-    install_tqdm_hook()
+    if a.time_optimizer:
+        install_optimizer_hook()
+    else:
+        install_tqdm_hook()
     if a.fixed_batch:
         install_fixed_batch()
     if a.cpu_cuda:
         install_cpu_cuda()
+    if a.legacy:
+        import functools
+
+        import numpy as np
+        from PIL import Image
+
+        np.load = functools.partial(np.load, allow_pickle=True)
+        for name, alias in (("int", int), ("float", float), ("bool", bool), ("object", object)):
+            if name not in np.__dict__:
+                setattr(np, name, alias)  # removed in numpy 1.24
+        for old, new in (("CUBIC", "BICUBIC"), ("LINEAR", "BILINEAR"), ("ANTIALIAS", "LANCZOS")):
+            if not hasattr(Image, old):
+                setattr(Image, old, getattr(Image, new))
     sys.argv = [script] + (a.args[1:] if a.args[:1] == ["--"] else a.args)
     try:
         runpy.run_path(script, run_name="__main__")

@@ -41,6 +41,13 @@ from ref_common import (PNOC_COMMIT, ROOT, add_reference_args, check_references,
 from ref_data import make_bench_set  # noqa: E402
 
 ROWS = ("cam", "pnoc", "ccamh")
+#: reference-only rows until wsss has the method: psa-style training scripts (ResNet-38, their own
+#: fixed input recipe: long side 448..768, colour jitter, then the crop), timed by optimizer steps
+PSA_ROWS = {
+    "icam": {"repo": "icam", "script": "train_cam.py", "cpu": True},
+    "cpn": {"repo": "CPN", "script": "train_cpn.py", "cpu": True},
+    "aeft": {"repo": "AEFT", "script": "train.py", "cpu": False},  # hard-codes CUDA (model device 'cuda')
+}
 
 
 def settings(args):
@@ -65,6 +72,67 @@ def reference_args(row, s, data, work, precision):
         return "scripts/cam/train_vanilla.py", common + size
     return "scripts/cam/train_pnoc.py", common + size + [
         "--oc-architecture", s["backbone"], "--oc-pretrained", f"{work}/ref_oc.pth", "--label_smoothing", 0.1]
+
+
+def psa_args(row, s, data, work, refs):
+    """Command-line arguments of a psa-style reference (run from its own folder)."""
+    if row == "icam":
+        return ["--dataset", "voc2012", "--data_root", work / "psa_data", "--weights", work / "empty.pth",
+                "--batch_size", s["batch"], "--crop_size", s["crop"], "--max_epoches", s["epochs"],
+                "--num_workers", s["workers"], "--session_name", work / "icam_ckpt", "--tblog_dir", work / "icam_tb"]
+    if row == "cpn":
+        return ["--voc12_root", data, "--train_list", f"{refs}/CPN/voc12/bench_train.txt", "--weights",
+                work / "empty.pth", "--batch_size", s["batch"], "--crop_size", s["crop"],
+                "--max_epoches", s["epochs"], "--num_workers", s["workers"]]
+    return ["--name", "bench_aeft", "--train_list", "voc12/bench_train.txt", "--val_list", "voc12/bench_val.txt",
+            "--batch_size", s["batch"], "--crop", s["crop"], s["crop"], "--max_epochs", s["epochs"]]
+
+
+def prepare_psa(args, data):
+    """What the psa-style references read from fixed paths: ``voc12/cls_labels.npy`` (labels of the
+    bench images merged into the copy's file), id lists with VOC-style lines, ICAM's data root
+    ``<root>/VOCdevkit/VOC2012`` and list ``voc/train_aug.txt`` (the copy's original is kept as
+    ``.orig``), AEFT's ``data/VOC2012`` (a link), and an empty state dict as "ImageNet weights" (random init)."""
+    import numpy as np
+    import torch
+
+    from ref_data import labels_of
+
+    work, refs = Path(args.work), Path(args.refs)
+    torch.save({}, work / "empty.pth")
+    labels = labels_of(data)
+    lines = {split: "".join(f"/JPEGImages/{i}.jpg /SegmentationClass/{i}.png\n"
+                            for i in (data / "ImageSets/Segmentation" / f"{split}.txt").read_text().split())
+             for split in ("train", "val")}
+    for repo in ("CPN", "AEFT", "icam"):
+        folder = refs / repo / ("voc" if repo == "icam" else "voc12")
+        if not folder.is_dir():
+            continue
+        for split, text in lines.items():
+            (folder / f"bench_{split}.txt").write_text(text)
+        if repo != "icam":
+            path = folder / "cls_labels.npy"
+            merged = np.load(path, allow_pickle=True).item() if path.is_file() else {}
+            merged.update(labels)
+            np.save(path, merged)
+    aeft = refs / "AEFT"
+    if aeft.is_dir():  # AEFT reads ./data/VOC2012
+        link = aeft / "data" / "VOC2012"
+        link.parent.mkdir(exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(data)
+    icam = refs / "icam" / "voc"
+    if icam.is_dir():
+        orig = icam / "train_aug.txt.orig"
+        if not orig.is_file():
+            (icam / "train_aug.txt").rename(orig)
+        (icam / "train_aug.txt").write_text(lines["train"])
+        np.save(data / "cls_labels.npy", labels)
+        root = work / "psa_data" / "VOCdevkit"
+        root.mkdir(parents=True, exist_ok=True)
+        if not (root / "VOC2012").exists():
+            (root / "VOC2012").symlink_to(data)
 
 
 def wsss_args(row, s, data, work, precision):
@@ -96,6 +164,8 @@ def prepare(args, s):
     data = make_bench_set(work / "bench_voc", args.train_images, 32)
     pnoc = check_references(args)
     install_split_lists(pnoc, data)
+    if any(r in PSA_ROWS for r in args.rows):
+        prepare_psa(args, data)
     if "pnoc" in args.rows:
         if not (work / "ref_oc.pth").is_file():
             code = ("import sys, torch; sys.path[:0] = sys.argv[1:3]; from core.networks import Classifier; "
@@ -119,7 +189,14 @@ def timed_run(args, side, row, mode, s, data, pnoc, precision, tag):
     timing = work / "runs" / f"{tag}.json"
     timing.parent.mkdir(parents=True, exist_ok=True)
     steps = args.warmup + args.steps
-    if side == "ref":
+    if side == "ref" and row in PSA_ROWS:
+        repo = Path(args.refs) / PSA_ROWS[row]["repo"]
+        cmd = harness_cmd(args.ref_python, repo / PSA_ROWS[row]["script"], psa_args(row, s, data, work, args.refs),
+                          timing, paths=[repo, Path(args.refs) / "shims"], cwd=repo, max_steps=steps,
+                          fixed_batch=mode == "step", cpu_cuda=True,
+                          options=("--time-optimizer", "--legacy"))
+        env = reference_env(args, pnoc)
+    elif side == "ref":
         script, a = reference_args(row, s, data, work, precision)
         cmd = harness_cmd(args.ref_python, pnoc / script, a, timing, paths=[pnoc, Path(args.refs) / "shims"],
                           cwd=work / "refwork", max_steps=steps, fixed_batch=mode == "step")
@@ -147,6 +224,12 @@ def pipeline_run(args, side, row, s, data, pnoc, tag):
     return {**info, **res}
 
 
+def wsss_has(row):
+    from wsss.cams import METHODS
+
+    return row in METHODS.names()
+
+
 def summarise(runs):
     """Median over rounds of each side's figures, and the ratio wsss / reference."""
     out = {}
@@ -165,7 +248,8 @@ def summarise(runs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_reference_args(ap)
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
+    ap.add_argument("--rows", default=",".join(ROWS),
+                    help=f"comma-separated, of {', '.join(ROWS)}; reference-only: {', '.join(PSA_ROWS)}")
     ap.add_argument("--modes", default="loop,step,data", help="loop (script + data), step (fixed batch), data")
     ap.add_argument("--backbone", default="resnet50")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -202,6 +286,11 @@ def main(argv=None):
                     for side in order:
                         if side == "ref" and precision in ("bf16", "channels_last"):
                             continue  # the reference has neither
+                        if side == "wsss" and row in PSA_ROWS and not wsss_has(row):
+                            continue  # reference-only row until the method lands in wsss
+                        if side == "ref" and row in PSA_ROWS and (mode == "data" or (
+                                precision == "cpu" and not PSA_ROWS[row]["cpu"])):
+                            continue
                         tag = f"{row}_{mode}_{precision}_{side}_{k}"
                         if mode == "data":
                             r = pipeline_run(args, side, row, s, data, pnoc, tag)
