@@ -202,7 +202,7 @@ def evaluate_cam(job):
     def sweep(image_id):
         gt = job.gt.load(image_id)
         path = find_cam(job.pred_dir, image_id)
-        cam = load_cam(path)
+        cam = load_cam(path, fields=("hr_cam",))  # the stride-4 maps are not scored
         try:
             return {"conf": sweep_confusions(gt, cam, thresholds, job.num_classes)}
         except ValueError as e:
@@ -215,7 +215,7 @@ def evaluate_cam(job):
     if job.contour:
         def predict(image_id, gt):
             path = find_cam(job.pred_dir, image_id)
-            return cam_to_labels(load_cam(path), t_best), path
+            return cam_to_labels(load_cam(path, fields=("hr_cam",)), t_best), path
 
         totals, at_best = evaluate_label_maps(job, predict, f"contour at t={t_best:.2f}")
         if not np.array_equal(totals["conf"], confs[best]):  # both passes must agree exactly
