@@ -3,8 +3,8 @@
 Rows: vanilla CAM (P-NOC ``scripts/cam/train_vanilla.py`` vs ``tools/train_cam.py --method cam``),
 P-NOC (``scripts/cam/train_pnoc.py`` vs ``--method pnoc``) and C2AM-H
 (``scripts/ccam/train_hints.py`` vs ``tools/train_saliency.py --method ccam``): the same backbone
-(ResNet-50, output stride 16, random init), the same input recipe (long side resized to 160..320
-then a 256 crop; C2AM-H: 294 x 294 then a 256 crop), batch 8, 2 loader workers, fp32, on the
+(ResNet-50, output stride 16, random init), the same input recipe (long side resized to 140..280
+then a 224 crop, P-NOC's 320..640 / 512 scaled for a CPU; C2AM-H: 257 x 257 then a 224 crop), batch 8, 2 loader workers, fp32, on the
 VOC-shaped benchmark set of ref_data.py (500 x 375 JPEGs). Each side runs its unmodified script
 under ref_harness.py, which times the script's own progress bar step by step:
 
@@ -253,18 +253,19 @@ def main(argv=None):
     ap.add_argument("--modes", default="loop,step,data", help="loop (script + data), step (fixed batch), data")
     ap.add_argument("--backbone", default="resnet50")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--resize-long", default="160,320")
+    ap.add_argument("--crop", type=int, default=224)
+    ap.add_argument("--resize-long", default="140,280")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of both sides")
     ap.add_argument("--train-images", type=int, default=128)
     ap.add_argument("--warmup", type=int, default=2, help="steps not timed at the start of each run")
-    ap.add_argument("--steps", type=int, default=6, help="steps timed per run")
+    ap.add_argument("--steps", type=int, default=5, help="steps timed per run")
     ap.add_argument("--repeats", type=int, default=2, help="rounds of A B runs")
     ap.add_argument("--pipeline-images", type=int, default=48)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--precisions", default=None,
                     help="CUDA: wsss rows among fp32,bf16,fp16,channels_last (reference: fp32, fp16)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/train_step.json"))
+    ap.add_argument("--merge", action="store_true", help="keep the other rows already in --out")
     args = ap.parse_args(argv)
     args.rows = [r for r in args.rows.split(",") if r]
     modes = args.modes.split(",")
@@ -305,8 +306,13 @@ def main(argv=None):
                 print(f"== {key}: ratio wsss/ref {ratio if ratio is not None else '-'}", flush=True)
     result["load_average_end"] = load_average()
     result["command"] = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for r in result["rows"].values():
+        r["command"] = result["command"]
+    out = Path(args.out)
+    if args.merge and out.is_file():  # keep the rows of earlier runs that this one did not redo
+        result["rows"] = {**json.loads(out.read_text()).get("rows", {}), **result["rows"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
     return 0
 

@@ -188,6 +188,7 @@ def main(argv=None):
     ap.add_argument("--eval-images", type=int, default=64)
     ap.add_argument("--rw-full", action="store_true", help="the dense walk with exp_times 8 (minutes of CPU)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/vs_reference.json"))
+    ap.add_argument("--merge", action="store_true", help="keep the other rows already in --out")
     args = ap.parse_args(argv)
     rows = args.rows.split(",")
     (Path(args.work) / "runs").mkdir(parents=True, exist_ok=True)
@@ -234,8 +235,13 @@ def main(argv=None):
             "all": runs}
     result["load_average_end"] = load_average()
     result["command"] = "python benchmarks/vs_reference.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for r in result["rows"].values():
+        r["command"] = result["command"]
+    out = Path(args.out)
+    if args.merge and out.is_file():  # keep the rows of earlier runs that this one did not redo
+        result["rows"] = {**json.loads(out.read_text()).get("rows", {}), **result["rows"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "all"} for k, v in result["rows"].items()}, indent=1))
     return 0
 
