@@ -169,3 +169,16 @@ def test_every_optimizer_steps_with_its_own_settings(tmp_path):
         del ckpt["optimizers"]["aux"]
         torch.save(ckpt, tmp_path / "checkpoints/last.pth")
         Trainer(cfg, t2, ToyData(), tmp_path, collate_fn=default_collate).fit()
+
+
+def test_worker_init_fn_gives_workers_one_opencv_thread():
+    import cv2
+
+    from wsss.engine.seed import worker_init_fn
+
+    before = cv2.getNumThreads()
+    try:
+        worker_init_fn(0)
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)

@@ -16,7 +16,8 @@ def seed_everything(seed):
 
 
 def worker_init_fn(worker_id):
-    """Seed numpy and ``random`` in a DataLoader worker from the seed torch gave the worker.
+    """Seed numpy and ``random`` in a DataLoader worker from the seed torch gave the worker, and
+    give the worker one OpenCV thread.
 
     torch derives each worker's seed from the loader's generator, so seeding that generator
     (see :func:`loader_seed`) makes every augmentation reproducible.
@@ -24,6 +25,12 @@ def worker_init_fn(worker_id):
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+    try:  # one OpenCV thread per worker, as torch's: N workers x N cv2 threads oversubscribe the CPU
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:
+        pass
 
 
 def loader_seed(seed, epoch, rank=0):
