@@ -156,6 +156,3 @@ def item_seconds(timing_file, skip):
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
-
-def python_cmd():
-    return sys.executable
