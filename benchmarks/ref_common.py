@@ -16,7 +16,6 @@ import platform
 import shlex
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
