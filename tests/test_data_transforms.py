@@ -141,6 +141,19 @@ def test_normalize_and_totensor():
     assert (nomask["mask"] == 255).all() and float(nomask["image"].max()) <= 1.0
 
 
+def test_normalize_every_pixel_and_channel():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (31, 17, 3), dtype=np.uint8)
+    image[0, 0], image[0, 1] = 0, 255
+    mean, std = (0.3, 0.5, 0.7), (0.2, 0.25, 0.1)
+    out = Normalize(mean, std)({"image": image})["image"]
+    want = (image.astype(np.float64) / 255 - np.asarray(mean)) / np.asarray(std)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    np.testing.assert_allclose(out, want, atol=2e-6)
+    with pytest.raises(ValueError, match="channel"):
+        Normalize()({"image": image[..., :1]})
+
+
 def test_builders_and_collate():
     cfg = {"resize_long": [12, 20], "crop": 16, "hflip": True, "color_jitter": 0.3, "randaugment": {"n": 2, "m": 5}}
     t = build_train_transform(cfg)

@@ -8,6 +8,7 @@ replace the ground truth) and checks image/mask sizes.
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import DataError
@@ -54,7 +55,10 @@ def multi_hot(indices, num_classes):
 
 def label_from_mask(mask, num_classes, path):
     """Multi-hot label of the classes present in an index mask (0 = background, 255 = void)."""
-    values = np.unique(mask)
+    if mask.dtype == np.uint8 and mask.ndim == 2:  # a histogram: ~10x faster than np.unique
+        values = np.flatnonzero(cv2.calcHist([np.ascontiguousarray(mask)], [0], None, [256], [0, 256]).ravel())
+    else:
+        values = np.unique(mask)
     values = values[(values != 0) & (values != 255)]
     if values.size and values.max() > num_classes:
         raise DataError(f"mask holds class index {int(values.max())} but the dataset has {num_classes} classes",

@@ -83,7 +83,7 @@ def load_image(path):
     path = _require(path, "image")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot decode image ({e})", path=path, fix="re-download or remove this file") from None
 
@@ -119,6 +119,10 @@ def save_gray_png(path, arr):
     save_index_png(path, np.asarray(arr, dtype=np.uint8), palette=False)
 
 
+#: the arrays a CAM file may hold besides ``keys``
+CAM_FIELDS = ("cam", "hr_cam", "cam_bg", "hr_cam_bg")
+
+
 def _numpy(x):
     """A tensor (any device) or array-like as a numpy array."""
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
@@ -145,9 +149,10 @@ def save_cam(path, keys, cam, hr_cam, cam_bg=None, hr_cam_bg=None):
             np.savez(f, keys=keys, **arrays)
 
 
-def load_cam(path):
+def load_cam(path, fields=CAM_FIELDS):
     """Read a CAM file -> dict of ``keys`` (int64, 0-based foreground classes), ``hr_cam`` and,
-    when stored, ``cam``, ``cam_bg`` and ``hr_cam_bg`` (float32).
+    when stored, ``cam``, ``cam_bg`` and ``hr_cam_bg`` (float32); only the arrays of ``fields`` are
+    read (``fields=("hr_cam",)`` skips the stride-4 maps).
 
     Accepted: ours (``.npz``); P-NOC's ``.npy`` dicts (``keys`` with a background key prepended
     and classes shifted by one, ``cam`` a pickled torch tensor); psa/ICAM/CPN/AEFT ``.npy`` dicts
@@ -163,7 +168,7 @@ def load_cam(path):
     else:
         try:
             with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
+                data = {k: z[k] for k in z.files if k == "keys" or k in fields}
         except Exception as e:  # corrupt or truncated archive
             raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
     if not isinstance(data, dict):
@@ -171,17 +176,18 @@ def load_cam(path):
                         fix="re-run tools/infer_cam.py")
     if data and all(isinstance(k, (int, np.integer)) for k in data):
         data = class_map_dict(data, path)
-    missing = {"keys", "hr_cam"} - set(data)
+    missing = ({"keys", "hr_cam"} & ({"keys"} | set(fields))) - set(data)
     if missing:
         raise DataError(f"CAM file lacks {sorted(missing)}", path=path, fix="re-run tools/infer_cam.py")
     out = {"keys": np.asarray(data["keys"], dtype=np.int64)}
-    for k in ("cam", "hr_cam", "cam_bg", "hr_cam_bg"):
-        if k in data:
+    for k in CAM_FIELDS:
+        if k in data and k in fields:
             out[k] = np.asarray(data[k], dtype=np.float32)
-    if "hr_cam_bg" in out and out["hr_cam_bg"].shape != out["hr_cam"].shape[1:]:
+    if "hr_cam_bg" in out and "hr_cam" in out and out["hr_cam_bg"].shape != out["hr_cam"].shape[1:]:
         raise DataError(f"hr_cam_bg has shape {out['hr_cam_bg'].shape}, hr_cam {out['hr_cam'].shape}",
                         path=path, fix="re-run tools/infer_cam.py")
-    if len(out["keys"]) == out["hr_cam"].shape[0] + 1:
+    maps = out.get("hr_cam", out.get("cam"))
+    if maps is not None and len(out["keys"]) == maps.shape[0] + 1:
         # P-NOC's files prepend a background key and shift classes by one: [0, c1 + 1, ...]
         out["keys"] = out["keys"][1:] - 1
     return out

@@ -139,7 +139,7 @@ class CamHintMap(MapSource):
         return find_cam(self.folder, image_id)
 
     def read(self, path, shape):
-        return hint_from_cam(load_cam(path), shape, path)
+        return hint_from_cam(load_cam(path, fields=("hr_cam",)), shape, path)
 
 
 class ValidMap(MapSource):

@@ -68,12 +68,13 @@ class C2AMTask(TaskModule):
 
     @classmethod
     def train_dataset(cls, cfg, data):
+        from ..data import LabelsOnly
+
         opts, base = cls.effective_options(cfg), _base_dataset(data)
-        transform = build_saliency_transform(cfg.get("augment"))
         if float(opts["hint_weight"]) > 0:
-            return CamHintDataset(base, method_dir(opts, "cam_dir", "ccam"), transform)
-        base.transform = transform
-        return base
+            base = CamHintDataset(base, method_dir(opts, "cam_dir", "ccam"))
+        # weakly supervised like the CAMs: no ground-truth mask in its batches
+        return LabelsOnly(base, build_saliency_transform(cfg.get("augment")))
 
     def param_groups(self):
         return {"main": param_groups_4(self.model.backbone, self.model.head())}
