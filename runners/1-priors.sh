@@ -3,6 +3,7 @@
 # evaluation splits, score them against the ground truth (and the trivial baselines), print a table.
 #
 #   bash runners/1-priors.sh                                   # synthetic benchmark on the CPU
+#   METHOD=icam bash runners/1-priors.sh                       # ICAM: both protocols (stored background, sweep)
 #   DATASET=voc DATA_ROOT=/data/VOC2012 GPUS=4 METHOD=puzzle bash runners/1-priors.sh
 #
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
