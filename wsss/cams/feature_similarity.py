@@ -92,15 +92,16 @@ def _grid(h, w, device):
 
 
 def feature_similarity_dense(colours, probs, mu=2.5, sigma=5.0):
-    """The reference formula with every (hw)^2 matrix in memory and autograd through it (the
-    oracle of the tests and the memory benchmark; use :func:`feature_similarity`)."""
+    """The formula as the reference computes it: every (hw)^2 matrix (``cdist`` of colours, of
+    predictions, of positions) in memory, autograd through them. The oracle of the tests and the
+    baseline of the memory benchmark; use :func:`feature_similarity`."""
     n, _, h, w = probs.shape
     x = colours.detach().float().clamp(0.0, 1.0).flatten(2).transpose(1, 2)
     p = probs.float().flatten(2).transpose(1, 2)
-    pos = _grid(h, w, probs.device)
-    r2 = ((pos[:, None, :] - pos[None, :, :]) ** 2).sum(-1)
-    d = ((x[:, :, None, :] - x[:, None, :, :]).abs().sum(-1) / 3.0).clamp(0.0, 1.0)
-    dy = ((p[:, :, None, :] - p[:, None, :, :]) ** 2).sum(-1)
+    pos = _grid(h, w, probs.device)[None]
+    r2 = torch.cdist(pos, pos) ** 2
+    d = (torch.cdist(x, x, p=1) / 3.0).clamp(0.0, 1.0)
+    dy = torch.cdist(p, p, p=2) ** 2
     return -(gaussian_kernel(r2, sigma) * dy * colour_term(d, mu)).sum() / (n * h * w)
 
 
