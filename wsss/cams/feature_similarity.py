@@ -188,3 +188,10 @@ def feature_similarity(colours, probs, mu=2.5, sigma=5.0, window=None, chunk=DEF
     if not probs.requires_grad:
         return value
     return _PrecomputedGradient.apply(probs, value, grad)
+
+
+def image_feature_similarity(images, probs, mu=2.5, sigma=5.0, window=None, chunk=DEFAULT_CHUNK,
+                             mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """FS of ``probs`` (N, K, h, w) against the colours of the normalised network input ``images``
+    (N, 3, H, W) at their grid: ICAM's CAM loss (scale 1) and its DeepLab loss."""
+    return feature_similarity(image_colours(images, probs.shape[-2:], mean, std), probs, mu, sigma, window, chunk)

@@ -33,7 +33,7 @@ from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..engine import Option, param_groups_4
 from ..errors import ConfigError
 from .base import METHODS, CAMMethod
-from .feature_similarity import DEFAULT_CHUNK, feature_similarity, image_colours
+from .feature_similarity import DEFAULT_CHUNK, image_feature_similarity
 from .inference import accumulate_views, on_device
 from .losses import gap2d, mlsm
 from .pcm import PCM, PCMFeatures, resize_to
@@ -206,8 +206,7 @@ class ICAM(CAMMethod):
 
     def feature_similarity(self, images, probs):
         """FS of scale-1 probabilities and the de-normalised input at their grid."""
-        colours = image_colours(images, probs.shape[-2:], self.mean, self.std)
-        return feature_similarity(colours, probs, **self.fs)
+        return image_feature_similarity(images, probs, mean=self.mean, std=self.std, **self.fs)
 
     def training_step(self, batch, ctx):
         x1, labels = batch["image"], batch["label"]
