@@ -24,7 +24,9 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    its classes): every number is given for both protocols, the toolkit's sweep of the foreground
    channels (``miou``, ``threshold``, ...) and ICAM's own, against the stored background, i.e. a
    fixed threshold of 0.5 on its arg-max-only maps (``stored_background``: ``miou``,
-   ``fg_recall``, ``contour_f``, ...).
+   ``fg_recall``, ``contour_f``, ...). Ablations: ``icam-nofs`` (no feature-similarity loss),
+   ``icam-gap`` (no importance sampling: the GAP term alone), ``cam-os8`` (vanilla CAM at ICAM's
+   output stride 8).
 
 Coverage: the synthetic objects are a large body shared by two classes plus a small
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
@@ -60,12 +62,18 @@ from wsss.errors import DataError  # noqa: E402
 from wsss.metrics import (DatasetGT, cam_to_labels, confusion_matrix, contour_counts,  # noqa: E402
                           parse_thresholds, summarize_confusion, summarize_contour, sweep_confusions)
 
-METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam")
+METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam", "icam-nofs", "icam-gap",
+           "cam-os8")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
             "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"]),
-            "icam": ("icam", ["method.label_smoothing=0.0"])}
+            "icam": ("icam", ["method.label_smoothing=0.0"]),
+            # ablations of ICAM: without the feature-similarity loss, without importance sampling
+            # (the GAP term alone, the reference's --loss_weight 0), and vanilla CAM on ICAM's grid
+            "icam-nofs": ("icam", ["method.label_smoothing=0.0", "method.fs_weight=0.0"]),
+            "icam-gap": ("icam", ["method.label_smoothing=0.0", "method.loss_weight=0.0"]),
+            "cam-os8": ("cam", ["model.output_stride=8"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly
 # (ICAM, a recipe of its own, overrides it back to 0 in VARIANTS).
 COMMON = ["method.label_smoothing=0.1"]
