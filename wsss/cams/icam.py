@@ -168,9 +168,9 @@ class ICAM(CAMMethod):
         self.fs = {"mu": float(o["fs_mu"]), "sigma": float(o["fs_sigma"]), "chunk": int(o["fs_chunk"]),
                    "window": None if o["fs_window"] is None else float(o["fs_window"])}
         self.fs_weight = float(o["fs_weight"])
-        augment = (cfg or {}).get("augment") or {}
+        augment = self.cfg.get("augment") or {}
         self.mean, self.std = augment.get("mean", IMAGENET_MEAN), augment.get("std", IMAGENET_STD)
-        model = cfg.get("model") or {}
+        model = self.cfg.get("model") or {}
         backbone = backbone_from_config(model)
         from ..segmentation.deeplab import freeze_prefixes
 
