@@ -17,7 +17,16 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
    Puzzle terms from that of erasing.
 3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
-   ``tools/evaluate.py --mode cam`` (same library functions) and the coverage numbers below.
+   ``tools/evaluate.py --mode cam`` (same library functions), the coverage numbers below and the
+   contour F-score (ICAM's definition) at the best threshold.
+4. ``icam`` (``configs/synthetic/icam.yaml``, ICAM's own recipe: no label smoothing) from the same
+   backbone for the same epochs and batch. Its CAM files store a background map (1 - the sum of
+   its classes): every number is given for both protocols, the toolkit's sweep of the foreground
+   channels (``miou``, ``threshold``, ...) and ICAM's own, against the stored background, i.e. a
+   fixed threshold of 0.5 on its arg-max-only maps (``stored_background``: ``miou``,
+   ``fg_recall``, ``contour_f``, ...). Ablations: ``icam-nofs`` (no feature-similarity loss),
+   ``icam-gap`` (no importance sampling: the GAP term alone), ``cam-os8`` (vanilla CAM at ICAM's
+   output stride 8).
 
 Coverage: the synthetic objects are a large body shared by two classes plus a small
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
@@ -50,15 +59,23 @@ from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E4
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
-from wsss.metrics import (DatasetGT, cam_to_labels, parse_thresholds, summarize_confusion,  # noqa: E402
-                          sweep_confusions)
+from wsss.metrics import (DatasetGT, cam_to_labels, confusion_matrix, contour_counts,  # noqa: E402
+                          parse_thresholds, summarize_confusion, summarize_contour, sweep_confusions)
 
-METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle")
+METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam", "icam-nofs", "icam-gap",
+           "cam-os8")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
-            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"])}
-# Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly.
+            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"]),
+            "icam": ("icam", ["method.label_smoothing=0.0"]),
+            # ablations of ICAM: without the feature-similarity loss, without importance sampling
+            # (the GAP term alone, the reference's --loss_weight 0), and vanilla CAM on ICAM's grid
+            "icam-nofs": ("icam", ["method.label_smoothing=0.0", "method.fs_weight=0.0"]),
+            "icam-gap": ("icam", ["method.label_smoothing=0.0", "method.loss_weight=0.0"]),
+            "cam-os8": ("cam", ["model.output_stride=8"])}
+# Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly
+# (ICAM, a recipe of its own, overrides it back to 0 in VARIANTS).
 COMMON = ["method.label_smoothing=0.1"]
 DEFINITIONS = {
     "miou": "CAM mIoU (%) at the best background threshold of the sweep: background channel of constant t "
@@ -70,6 +87,10 @@ DEFINITIONS = {
     "fg_precision": "(%) pixels predicted as foreground at the best threshold whose ground truth is foreground",
     "part_recall": "(%) fg_recall restricted to the visible class-specific part pixels of the objects",
     "body_recall": "(%) fg_recall restricted to the other object pixels (the body shared within a class group)",
+    "contour_f": "ICAM's contour F-score (%, mean over foreground classes, tolerance 0.008 x the image diagonal; "
+                 "tools/evaluate.py) of the label maps at the best threshold",
+    "stored_background": "CAM files that store their method's background map (ICAM: 1 - sum of the classes): "
+                         "the same numbers for the label maps scored against it (ICAM's protocol, no threshold)",
     "seconds": "wall-clock seconds of training (tools/train_cam.py, shared 2-core CPU: noisy)",
     "cpu_seconds": "CPU seconds (user + sys) of the training process and its data workers",
     "infer_seconds": "wall-clock seconds of tools/infer_cam.py on the split",
@@ -155,40 +176,76 @@ def ground_truth(dataset, seed, size, split):
     return gts, parts
 
 
+def load_fg(cam_dir, image_id):
+    """A CAM file without its stored background map (the sweep protocol)."""
+    cam = load_cam(find_cam(cam_dir, image_id))
+    return {k: v for k, v in cam.items() if k not in ("cam_bg", "hr_cam_bg")}
+
+
+def coverage(cam_dir, dataset, gts, parts, labels_of):
+    """Part / body recall (overall and per class) and contour counts of the label maps
+    ``labels_of(cam_dir, image_id)``."""
+    k = dataset.num_classes + 1
+    hits = np.zeros((k, 2, 2), np.int64)  # [class, part/body, (hit, total)]
+    contour = 0
+    for image_id in dataset.ids:
+        gt = gts[image_id]
+        labels = labels_of(cam_dir, image_id)
+        pred_fg = labels > 0
+        obj = (gt > 0) & (gt < k)  # object pixels (no 255 in this dataset, but never index with it)
+        for r, region in enumerate((obj & parts[image_id], obj & ~parts[image_id])):
+            np.add.at(hits[:, r, 0], gt[region & pred_fg], 1)
+            np.add.at(hits[:, r, 1], gt[region], 1)
+        contour = contour + contour_counts(gt, labels, k, "icam")
+    hits[0] = hits[1:].sum(axis=0)  # row 0 (the unused background id): all object classes together
+    return hits, summarize_contour(contour, dataset.class_names, "icam")
+
+
+def pct(a, b):
+    return round(100.0 * a / max(1, b), 2)
+
+
+def region_scores(conf, hits, contour, dataset):
+    """mIoU, foreground recall / precision, part / body recall and contour F of one protocol."""
+    k = dataset.num_classes + 1
+    names = ["background", *dataset.class_names]
+    summary = summarize_confusion(conf, names)
+    return {
+        "miou": round(summary["miou"], 2),
+        "fg_recall": pct(conf[1:, 1:k].sum(), conf[1:, :].sum()), "fg_precision": pct(conf[1:, 1:k].sum(),
+                                                                                     conf[:, 1:k].sum()),
+        "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
+        "contour_f": round(contour["mean_f"], 2),
+        "per_class": {name: {"iou": round(summary["per_class"][name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
+                             "body_recall": pct(*hits[c + 1, 1]),
+                             "contour_f": round(contour["per_class"][name]["f"], 2)}
+                      for c, name in enumerate(dataset.class_names)},
+    }
+
+
 def score(cam_dir, dataset, gts, parts, thresholds):
-    """mIoU sweep and coverage of a folder of CAM files (see DEFINITIONS)."""
+    """mIoU sweep, coverage and contour F of a folder of CAM files (see DEFINITIONS); with
+    ``stored_background`` for files that store a background map."""
     k = dataset.num_classes + 1
     names = ["background", *dataset.class_names]
     conf = None
     for image_id in tqdm(dataset.ids, desc=f"sweep {Path(cam_dir).name}", mininterval=1.0):
-        c = sweep_confusions(gts[image_id], load_cam(find_cam(cam_dir, image_id)), thresholds, k)
+        c = sweep_confusions(gts[image_id], load_fg(cam_dir, image_id), thresholds, k)
         conf = c if conf is None else conf + c
     curve = [summarize_confusion(c, names)["miou"] for c in conf]
     best = int(np.argmax(curve))
     t = thresholds[best]
     fg_gt = conf[:, 1:, :].sum(axis=(1, 2))
     fg_hit = conf[:, 1:, 1:k].sum(axis=(1, 2))
-    fg_pred = conf[:, :, 1:k].sum(axis=(1, 2))
-    hits = np.zeros((k, 2, 2), np.int64)  # [class, part/body, (hit, total)]
-    for image_id in dataset.ids:
-        gt = gts[image_id]
-        pred_fg = cam_to_labels(load_cam(find_cam(cam_dir, image_id)), t) > 0
-        obj = (gt > 0) & (gt < k)  # object pixels (no 255 in this dataset, but never index with it)
-        for r, region in enumerate((obj & parts[image_id], obj & ~parts[image_id])):
-            np.add.at(hits[:, r, 0], gt[region & pred_fg], 1)
-            np.add.at(hits[:, r, 1], gt[region], 1)
-    hits[0] = hits[1:].sum(axis=0)  # row 0 (the unused background id): all object classes together
-    pct = lambda a, b: round(100.0 * a / max(1, b), 2)  # noqa: E731
-    at_best = summarize_confusion(conf[best], names)["per_class"]
-    return {
-        "miou": round(curve[best], 2), "threshold": t,
-        "fg_recall": pct(fg_hit[best], fg_gt[best]), "fg_precision": pct(fg_hit[best], fg_pred[best]),
-        "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
-        "per_class": {name: {"iou": round(at_best[name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
-                             "body_recall": pct(*hits[c + 1, 1])} for c, name in enumerate(dataset.class_names)},
-        "curve": [{"threshold": th, "miou": round(m, 2), "fg_recall": pct(h, g)}
-                  for th, m, h, g in zip(thresholds, curve, fg_hit, fg_gt)],
-    }
+    hits, contour = coverage(cam_dir, dataset, gts, parts, lambda d, i: cam_to_labels(load_fg(d, i), t))
+    out = {"protocol": "sweep", "threshold": t, **region_scores(conf[best], hits, contour, dataset),
+           "curve": [{"threshold": th, "miou": round(m, 2), "fg_recall": pct(h, g)}
+                     for th, m, h, g in zip(thresholds, curve, fg_hit, fg_gt)]}
+    if "hr_cam_bg" in load_cam(find_cam(cam_dir, dataset.ids[0])):
+        stored = sum(confusion_matrix(gts[i], cam_to_labels(load_cam(find_cam(cam_dir, i))), k) for i in dataset.ids)
+        hits, contour = coverage(cam_dir, dataset, gts, parts, lambda d, i: cam_to_labels(load_cam(find_cam(d, i))))
+        out["stored_background"] = {"protocol": "stored-background", **region_scores(stored, hits, contour, dataset)}
+    return out
 
 
 def main(argv=None):
@@ -219,9 +276,13 @@ def main(argv=None):
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
         results[method] = res
+        stored = res.get("stored_background")
         print(f"[priors_synthetic] {method}: mIoU {res['miou']:.2f} at t={res['threshold']:.2f}, "
               f"fg recall {res['fg_recall']:.2f} (part {res['part_recall']:.2f}, body {res['body_recall']:.2f}), "
-              f"{res['seconds']:.0f}s", flush=True)
+              f"contour F {res['contour_f']:.2f}"
+              + (f"; against the stored background: mIoU {stored['miou']:.2f}, fg recall {stored['fg_recall']:.2f}, "
+                 f"contour F {stored['contour_f']:.2f}" if stored else "")
+              + f", {res['seconds']:.0f}s", flush=True)
 
     write_json(args.out, {
         "benchmark": "priors_synthetic", "command": command, "definitions": DEFINITIONS,

@@ -3,6 +3,7 @@
 # evaluation splits, score them against the ground truth (and the trivial baselines), print a table.
 #
 #   bash runners/1-priors.sh                                   # synthetic benchmark on the CPU
+#   METHOD=icam bash runners/1-priors.sh                       # ICAM: both protocols (stored background, sweep)
 #   DATASET=voc DATA_ROOT=/data/VOC2012 GPUS=4 METHOD=puzzle bash runners/1-priors.sh
 #
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
@@ -52,31 +53,42 @@ infer_cams() {
   "${LAUNCH[@]}" tools/infer_cam.py --exp "$1" --split "$2" --out "$1/cams/$2" "${FORCE[@]}"
 }
 
-# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json
+# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json; CAM files that
+# store their method's background map (ICAM) are scored against it there, and by the toolkit's
+# threshold sweep of their foreground channels in EXP/eval_cam_SPLIT_sweep.json
 evaluate_cams() {
   echo "[1-priors] evaluate CAMs of $2"
   "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam \
     --out "$1/eval_cam_$2.json" "${FORCE[@]}" | tail -n 3
+  if [ "$(json_value "$1/eval_cam_$2.json" protocol)" = stored-background ]; then
+    "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam --ignore-stored-background \
+      --out "$1/eval_cam_$2_sweep.json" "${FORCE[@]}" | tail -n 1
+  fi
 }
 
-print_table() {  # print_table EXP SPLIT...: mIoU / threshold per split, and the baselines
+print_table() {  # print_table EXP SPLIT...: mIoU / threshold / contour F per split and protocol, and the baselines
   "$PY" - "$@" <<'EOF'
 import json, sys
 from pathlib import Path
 exp, splits = Path(sys.argv[1]), sys.argv[2:]
 rows = []
 for s in splits:
-    r = json.loads((exp / f"eval_cam_{s}.json").read_text())
-    rows.append((exp.name, s, f"{r['miou']:.2f}", f"{r['threshold']:.2f}"))
+    for path in (exp / f"eval_cam_{s}.json", exp / f"eval_cam_{s}_sweep.json"):
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        thr, cf = r.get("threshold"), (r.get("contour_f") or {}).get("mean_f")
+        rows.append((exp.name, s, r.get("protocol", "sweep"), f"{r['miou']:.2f}", "-" if thr is None else f"{thr:.2f}",
+                     "-" if cf is None else f"{cf:.2f}"))
     b = exp / f"baselines_{s}.json"
     if b.is_file():
         for name, res in json.loads(b.read_text()).items():
-            rows.append((f"baseline:{name}", s, f"{res['miou']:.2f}", "-"))
+            rows.append((f"baseline:{name}", s, "-", f"{res['miou']:.2f}", "-", "-"))
 m = [l for l in (exp / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in l]
 secs = sum(json.loads(l)["seconds"] for l in m)
-print(f"{'run':28s} {'split':10s} {'mIoU':>7s} {'thr':>5s}")
+print(f"{'run':28s} {'split':10s} {'protocol':18s} {'mIoU':>7s} {'thr':>5s} {'contour F':>9s}")
 for r in rows:
-    print(f"{r[0]:28s} {r[1]:10s} {r[2]:>7s} {r[3]:>5s}")
+    print(f"{r[0]:28s} {r[1]:10s} {r[2]:18s} {r[3]:>7s} {r[4]:>5s} {r[5]:>9s}")
 print(f"training: {len(m)} epochs, {secs:.0f}s")
 EOF
 }

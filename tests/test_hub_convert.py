@@ -3,7 +3,7 @@ toolkit task and computes exactly what the same weights compute when put straigh
 
 Each released file is the ``state_dict()`` of a stand-in module whose attribute names follow the
 reference code (docs/hub.md; P-NOC ``core/networks.py`` per code era, psa ``resnet38_cls``,
-ICAM's DeepLab-LargeFOV): the stand-in holds the very submodules of a toolkit task filled with
+ICAM's CAM net and DeepLab-LargeFOV): the stand-in holds the very submodules of a toolkit task filled with
 deterministic weights, so its keys are the released layout and its values the toolkit's.
 The file is converted with the real registry entry (with a small backbone where the layout
 does not depend on it), loaded back from the experiment folder, and run on the same input.
@@ -128,6 +128,10 @@ def released(kind, task, era):
         return Holder(base=base, deep_pool=pools, score=Holder(score=m.score), convert=Holder(convert0=m.convert))
     if kind == "psa-res38-cls":  # psa network/resnet38_cls.py: the trunk's own names + fc8
         return Holder(**dict(task.net.backbone.named_children()), fc8=task.net.head)
+    if kind == "icam-cam":  # ICAM network/resnet38_cam.py: the trunk's own names + fc8, f8_3, f8_4, f9
+        net = task.net
+        return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, f8_3=net.side.f8_3, f8_4=net.side.f8_4,
+                      f9=net.pcm.f9)
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],
@@ -166,10 +170,11 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("pnoc/voc/poolnet", {**SMALL, "model.width": 16}, None, 64, False),
     ("icam/voc/final", {**SMALL, "model.output_stride": 8}, None, 64, False),
     ("psa/voc/res38-cls", {}, None, 16, False),
+    ("icam/voc/cam", {}, None, 16, False),
 ]
 
 
-HEAVY = ("resnest50", "psa/")  # 25 M / 105 M parameters: seconds each
+HEAVY = ("resnest50", "psa/", "icam/voc/cam")  # 25 M / 105 M parameters: seconds each
 
 
 @pytest.mark.parametrize("name,overrides,era,size,wrapped", [

@@ -36,6 +36,18 @@ def test_dry_run_lists_downloads_and_commands(tmp_path, run_tool, monkeypatch):
     assert not (tmp_path / "cache").exists() and not (tmp_path / "experiments").exists()
 
 
+def test_icam_table_converts_its_cam_net_and_scores_contours(tmp_path, run_tool, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WSSS_CACHE", str(tmp_path / "cache"))
+    code, out = run_tool("reproduce", ["icam-voc", "--dry-run"])
+    assert code == 0, out
+    assert "convert  icam/voc/cam (icam-cam) -> experiments/hub/icam/voc/cam" in out
+    evaluate = [line for line in out.splitlines() if "tools/evaluate.py" in line]
+    assert evaluate and all("--no-contour" not in line for line in evaluate)  # contour: true in tables.yaml
+    code, out = run_tool("reproduce", ["psa-voc", "--dry-run"])
+    assert all("--no-contour" in line for line in out.splitlines() if "tools/evaluate.py" in line)
+
+
 def perfect_cams(dataset):
     """P-NOC-format .npy CAM files equal to the ground truth (one-hot maps of the present classes),
     zipped the way the P-NOC release nests them."""

@@ -93,6 +93,10 @@ CONVERTERS.register("pnoc-poolnet")(Converter(
 CONVERTERS.register("psa-res38-cls")(Converter(
     task="cam", wrap="net.", renames=(("fc8.weight", "head.weight"),),
     note="psa res38_cls.pth (VOC CAM classifier, relu(fc8(conv6))) -> method cam on resnet38d"))
+CONVERTERS.register("icam-cam")(Converter(
+    task="cam", wrap="net.",
+    renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."), ("f9.", "pcm.f9.")),
+    note="ICAM cam.pth (ResNet-38d, fc8 with background, SEAM's PCM f8_3/f8_4/f9) -> method icam"))
 CONVERTERS.register("icam-deeplabv1")(Converter(
     task="segmentation", wrap="model.",
     renames=(("conv_fov.", "head.fov.0."), ("bn_fov.", "head.fov.1."), ("conv_fov2.", "head.fov2.0."),

@@ -6,7 +6,9 @@ toolkit commands to run (``tools/infer_cam.py``, ``infer_saliency.py``, ``infer_
 ``infer_seg.py``, then ``tools/evaluate.py --out <row>/eval.json``). The protocol is the
 published one: CAMs and saliency on the training split with the best background threshold of
 the sweep (``--mode cam`` / ``saliency``), pseudo masks on train and segmentation on val
-as index PNGs (dCRF as the configs say), VOC test as PNGs for the evaluation server. Rows whose
+as index PNGs (dCRF as the configs say), VOC test as PNGs for the evaluation server; a table with
+``contour: true`` (ICAM's) also scores the contour F-score. CAM files that store their method's
+background (ICAM) are scored against it, as that method's protocol. Rows whose
 network has no wsss module (``module pending``) or whose computation differs (``does not
 reproduce``) are not run; the table says so.
 """
@@ -57,6 +59,7 @@ class Context:
     python: str = sys.executable
     workers: int = 4
     overrides: tuple = ()
+    contour: bool = False  # also score the contour F-score (tables with ``contour: true``)
     done: dict = field(default_factory=dict)  # row id -> Plan (for rows that reuse outputs)
 
     def tool(self, name, *args):
@@ -64,7 +67,7 @@ class Context:
 
     def evaluate(self, split, pred, mode, result):
         return self.tool("evaluate", "--data", self.data, "--split", split, "--pred", pred, "--mode", mode,
-                         "--no-contour", "--workers", self.workers, "--out", result)
+                         *(() if self.contour else ("--no-contour",)), "--workers", self.workers, "--out", result)
 
     def experiment(self, art):
         return self.exp_root / art.name
