@@ -1,5 +1,5 @@
-"""Vanilla CAM, P-OC and P-NOC side by side on the built-in synthetic benchmark: CAM mIoU and
-object coverage, same backbone, same budget.
+"""Vanilla CAM, P-OC, P-NOC and CPN side by side on the built-in synthetic benchmark: CAM mIoU,
+object coverage and contour F, same backbone, same budget.
 
     nice -n 10 python benchmarks/priors_synthetic.py --data /work/data/synthetic \
         --work /tmp/priors_synthetic2 --out benchmarks/results/priors_synthetic.json
@@ -15,7 +15,8 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    smoothing 0.1; P-OC/P-NOC with the Puzzle terms, as published) each train for ``--epochs``
    from that backbone; P-OC/P-NOC use the OC of step 1 (``method.oc_exp``). Puzzle-CAM, and
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
-   Puzzle terms from that of erasing.
+   Puzzle terms from that of erasing. ``cpn`` (``configs/synthetic/cpn.yaml``) runs the same way;
+   ``cpn-reference`` with the reference's quirks, ``cpn-grid`` with grid pairs.
 3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
    ``tools/evaluate.py --mode cam`` (same library functions) and the coverage numbers below.
 
@@ -23,7 +24,10 @@ Coverage: the synthetic objects are a large body shared by two classes plus a sm
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
 (checked against the ground-truth PNGs). ``fg_recall`` = ground-truth foreground pixels predicted
 as any foreground class at the method's best threshold; ``part_recall`` / ``body_recall`` split
-it into the part pixels and the rest of the objects. Results go to ``--out`` (JSON, written
+it into the part pixels and the rest of the objects; ``contour_f`` is ICAM's contour F-score
+(tools/evaluate.py) of the label maps at the best threshold. A method whose config names its own
+sweep (``infer.thresholds``, e.g. CPN's 0.20-0.59 on its halved maps) is also scored with it
+(``method_protocol``). Results go to ``--out`` (JSON, written
 atomically) with the command line; stage outputs in ``--work`` are reused unless ``--overwrite``.
 """
 
@@ -50,14 +54,20 @@ from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E4
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
-from wsss.metrics import (DatasetGT, cam_to_labels, parse_thresholds, summarize_confusion,  # noqa: E402
-                          sweep_confusions)
+from wsss.config import load_config  # noqa: E402
+from wsss.metrics import (DatasetGT, cam_to_labels, contour_counts, parse_thresholds,  # noqa: E402
+                          summarize_confusion, summarize_contour, sweep_confusions)
 
-METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle")
+METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "cpn", "cpn-reference", "cpn-grid")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
-            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"])}
+            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"]),
+            # CPN with the reference's quirks (~39 % hidden, SLIC on the normalised crop, the PRCM key
+            # .view), and with the grid strategy instead of superpixels
+            "cpn-reference": ("cpn", ["method.hide_draw=reference", "method.slic_on=normalized",
+                                      "method.key_layout=reference"]),
+            "cpn-grid": ("cpn", ["method.strategy=grid"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly.
 COMMON = ["method.label_smoothing=0.1"]
 DEFINITIONS = {
@@ -70,6 +80,10 @@ DEFINITIONS = {
     "fg_precision": "(%) pixels predicted as foreground at the best threshold whose ground truth is foreground",
     "part_recall": "(%) fg_recall restricted to the visible class-specific part pixels of the objects",
     "body_recall": "(%) fg_recall restricted to the other object pixels (the body shared within a class group)",
+    "contour_f": "(%) ICAM's contour F-score (mean over foreground classes, tolerance 0.008 x diagonal) of the "
+                 "label maps at the best threshold (tools/evaluate.py --contour-definition icam)",
+    "method_protocol": "the same scores under the method's own threshold sweep (its config's infer.thresholds), "
+                       "when it has one",
     "seconds": "wall-clock seconds of training (tools/train_cam.py, shared 2-core CPU: noisy)",
     "cpu_seconds": "CPU seconds (user + sys) of the training process and its data workers",
     "infer_seconds": "wall-clock seconds of tools/infer_cam.py on the split",
@@ -170,9 +184,12 @@ def score(cam_dir, dataset, gts, parts, thresholds):
     fg_hit = conf[:, 1:, 1:k].sum(axis=(1, 2))
     fg_pred = conf[:, :, 1:k].sum(axis=(1, 2))
     hits = np.zeros((k, 2, 2), np.int64)  # [class, part/body, (hit, total)]
+    contours = np.zeros((k - 1, 4), np.int64)
     for image_id in dataset.ids:
         gt = gts[image_id]
-        pred_fg = cam_to_labels(load_cam(find_cam(cam_dir, image_id)), t) > 0
+        pred = cam_to_labels(load_cam(find_cam(cam_dir, image_id)), t)
+        contours += contour_counts(gt, pred, k)
+        pred_fg = pred > 0
         obj = (gt > 0) & (gt < k)  # object pixels (no 255 in this dataset, but never index with it)
         for r, region in enumerate((obj & parts[image_id], obj & ~parts[image_id])):
             np.add.at(hits[:, r, 0], gt[region & pred_fg], 1)
@@ -184,6 +201,7 @@ def score(cam_dir, dataset, gts, parts, thresholds):
         "miou": round(curve[best], 2), "threshold": t,
         "fg_recall": pct(fg_hit[best], fg_gt[best]), "fg_precision": pct(fg_hit[best], fg_pred[best]),
         "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
+        "contour_f": round(summarize_contour(contours, dataset.class_names)["mean_f"], 2),
         "per_class": {name: {"iou": round(at_best[name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
                              "body_recall": pct(*hits[c + 1, 1])} for c, name in enumerate(dataset.class_names)},
         "curve": [{"threshold": th, "miou": round(m, 2), "fg_recall": pct(h, g)}
@@ -218,10 +236,17 @@ def main(argv=None):
         res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
+        own = (load_config(ROOT / "configs" / "synthetic" / f"{base}.yaml").get("infer") or {}).get("thresholds")
+        if own:
+            res["method_protocol"] = {"thresholds": own, **score(cams, dataset, gts, parts, parse_thresholds(own))}
         results[method] = res
         print(f"[priors_synthetic] {method}: mIoU {res['miou']:.2f} at t={res['threshold']:.2f}, "
               f"fg recall {res['fg_recall']:.2f} (part {res['part_recall']:.2f}, body {res['body_recall']:.2f}), "
-              f"{res['seconds']:.0f}s", flush=True)
+              f"contour F {res['contour_f']:.2f}, {res['seconds']:.0f}s", flush=True)
+        if own:
+            m = res["method_protocol"]
+            print(f"[priors_synthetic] {method} (own sweep {own}): mIoU {m['miou']:.2f} at t={m['threshold']:.2f}, "
+                  f"fg recall {m['fg_recall']:.2f}, contour F {m['contour_f']:.2f}", flush=True)
 
     write_json(args.out, {
         "benchmark": "priors_synthetic", "command": command, "definitions": DEFINITIONS,
