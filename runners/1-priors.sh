@@ -21,6 +21,8 @@
 #   TRAIN_SPLIT  training split (CAMs are inferred for it too)   [the config's data.train_split]
 #   EVAL_SPLITS  splits whose CAMs are scored                    [train val]
 #   OVERRIDES    extra key=value config overrides, space-separated
+# A method whose config names its own threshold sweep (infer.thresholds, e.g. CPN's 0.20:0.59:0.01
+# on its halved maps) is scored with it too (eval_cam_<split>_method.json), next to the toolkit's.
 # Reruns skip finished work (checkpoints, CAM files, scores); set OVERWRITE=1 to redo everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,11 +54,13 @@ infer_cams() {
   "${LAUNCH[@]}" tools/infer_cam.py --exp "$1" --split "$2" --out "$1/cams/$2" "${FORCE[@]}"
 }
 
-# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json
+# evaluate_cams EXP SPLIT CAM_DIR [THRESHOLDS SUFFIX]: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT[SUFFIX].json
+# (the toolkit's sweep, or THRESHOLDS)
 evaluate_cams() {
-  echo "[1-priors] evaluate CAMs of $2"
-  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam \
-    --out "$1/eval_cam_$2.json" "${FORCE[@]}" | tail -n 3
+  local sweep=(); [ -n "${4:-}" ] && sweep=(--thresholds "$4")
+  echo "[1-priors] evaluate CAMs of $2${4:+ (sweep $4)}"
+  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam "${sweep[@]}" \
+    --out "$1/eval_cam_$2${5:-}.json" "${FORCE[@]}" | tail -n 3
 }
 
 print_table() {  # print_table EXP SPLIT...: mIoU / threshold per split, and the baselines
@@ -68,6 +72,10 @@ rows = []
 for s in splits:
     r = json.loads((exp / f"eval_cam_{s}.json").read_text())
     rows.append((exp.name, s, f"{r['miou']:.2f}", f"{r['threshold']:.2f}"))
+    own = exp / f"eval_cam_{s}_method.json"
+    if own.is_file():
+        r = json.loads(own.read_text())
+        rows.append((f"{exp.name} (method sweep)", s, f"{r['miou']:.2f}", f"{r['threshold']:.2f}"))
     b = exp / f"baselines_{s}.json"
     if b.is_file():
         for name, res in json.loads(b.read_text()).items():
@@ -86,6 +94,7 @@ if [ "$DATASET" = synthetic ] && [ ! -f "$DATA_ROOT/class_names.txt" ]; then
 fi
 
 CONFIG=${CONFIG:-configs/$DATASET/$METHOD.yaml}
+METHOD_THRESHOLDS=$(config_value "$CONFIG" infer.thresholds)
 TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
 EXTRA+=("data.train_split=$TRAIN_SPLIT")
@@ -105,6 +114,7 @@ for split in $EVAL_SPLITS; do
   if [ "$split" = train ] && [ "$TRAIN_SPLIT" != train ]; then cam_dir=$EXP/cams/$TRAIN_SPLIT; fi
   [ "$cam_dir" = "$EXP/cams/$TRAIN_SPLIT" ] || infer_cams "$EXP" "$split"
   evaluate_cams "$EXP" "$split" "$cam_dir"
+  [ -z "$METHOD_THRESHOLDS" ] || evaluate_cams "$EXP" "$split" "$cam_dir" "$METHOD_THRESHOLDS" _method
   "$PY" tools/baselines.py --data "$DATA_ROOT" --split "$split" --no-contour --out "$EXP/baselines_$split.json" \
     "${FORCE[@]}" | tail -n 1
 done

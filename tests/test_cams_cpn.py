@@ -166,3 +166,32 @@ def test_bad_options_are_config_errors():
         build_method("cpn", tiny_cfg(hide_draw="third"), NUM_CLASSES)
     with pytest.raises(ConfigError, match="taps"):
         build_method("cpn", tiny_cfg(taps=["c3"]), NUM_CLASSES)
+
+
+@pytest.mark.slow
+def test_runners_take_method_cpn(tmp_path):
+    """runners/1-priors.sh METHOD=cpn (CPN's own sweep scored next to the toolkit's), then the
+    random-walk stage on its CAMs (runners/3-rw.sh), on a tiny synthetic set."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from wsss.data.synthetic import generate
+
+    root = Path(__file__).resolve().parents[1]
+    generate(tmp_path / "data", seed=0, n_train=24, n_val=6, size=64, workers=1, progress=False)
+    env = dict(os.environ, WSSS_VENV=sys.prefix, DATASET="synthetic", DATA_ROOT=str(tmp_path / "data"),
+               EXP_ROOT=str(tmp_path / "exp"), METHOD="cpn", PYTHONPATH=str(root),
+               OVERRIDES="train.epochs=1 train.batch_size=8 train.num_workers=0 infer.num_workers=0 infer.scales=[1.0]")
+    for runner in ("1-priors.sh", "3-rw.sh"):
+        r = subprocess.run(["bash", f"runners/{runner}"], cwd=root, env=env, capture_output=True, text=True,
+                           timeout=1200)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    exp = tmp_path / "exp" / "synthetic_cpn"
+    toolkit = json.loads((exp / "eval_cam_val.json").read_text())
+    own = json.loads((exp / "eval_cam_val_method.json").read_text())
+    assert [c["threshold"] for c in toolkit["curve"]][:2] == [0.05, 0.1]
+    assert [c["threshold"] for c in own["curve"]][:2] == [0.2, 0.21] and len(own["curve"]) == 40
+    assert len(list((tmp_path / "exp" / "synthetic_rw" / "pseudo" / "train").glob("*.png"))) == 24
