@@ -36,6 +36,16 @@ def test_dry_run_lists_downloads_and_commands(tmp_path, run_tool, monkeypatch):
     assert not (tmp_path / "cache").exists() and not (tmp_path / "experiments").exists()
 
 
+def test_cpn_table_converts_the_bundle_and_sweeps_cpn_range(tmp_path, run_tool, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WSSS_CACHE", str(tmp_path / "cache"))
+    code, out = run_tool("reproduce", ["cpn-voc", "--dry-run"])
+    assert code == 0, out
+    assert "convert  cpn/voc/bundle (cpn) -> experiments/hub/cpn/voc/bundle" in out
+    assert "tools/evaluate.py" in out and "--mode cam --thresholds 0.20:0.59:0.01" in out  # halved maps
+    assert "no wsss module" not in out
+
+
 def perfect_cams(dataset):
     """P-NOC-format .npy CAM files equal to the ground truth (one-hot maps of the present classes),
     zipped the way the P-NOC release nests them."""
