@@ -49,7 +49,7 @@ def slic_superpixels(image, n_segments=300, compactness=10.0):
     """SLIC superpixel ids (int32, 1..N) of an (H, W, 3) float image (scikit-image, Lab space)."""
     from skimage.segmentation import slic
 
-    return slic(np.ascontiguousarray(image, dtype=np.float64), n_segments=int(n_segments),
+    return slic(np.ascontiguousarray(image, dtype=np.float32), n_segments=int(n_segments),
                 compactness=float(compactness), start_label=1, channel_axis=-1).astype(np.int32)
 
 
