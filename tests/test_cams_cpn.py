@@ -195,3 +195,21 @@ def test_runners_take_method_cpn(tmp_path):
     assert [c["threshold"] for c in toolkit["curve"]][:2] == [0.05, 0.1]
     assert [c["threshold"] for c in own["curve"]][:2] == [0.2, 0.21] and len(own["curve"]) == 40
     assert len(list((tmp_path / "exp" / "synthetic_rw" / "pseudo" / "train").glob("*.png"))) == 24
+
+
+def test_voc_recipe_freezes_psa_stem_and_batchnorm():
+    """configs/voc/cpn.yaml: ResNet-38d with conv1a, b2, b2_1, b2_2 and every BN affine frozen
+    (CPN's not_training and psa's Net.train()); the five new layers at x10 (built on meta)."""
+    from wsss.config import load_config
+
+    cfg = load_config("configs/voc/cpn.yaml")
+    cfg["model"]["weights"] = None
+    with torch.device("meta"):
+        task = build_method("cpn", cfg, 20)
+    for name, p in task.net.backbone.named_parameters():
+        stem = name.split(".")[0] in ("conv1a", "b2", "b2_1", "b2_2")
+        assert p.requires_grad == (not stem and "bn" not in name), name
+    groups = {g["name"]: g for g in task.param_groups()["main"]}
+    assert {id(p) for p in groups["new.weight"]["params"]} == {id(m.weight) for m in task.net.new_layers}
+    assert groups["new.weight"]["lr_mult"] == 10.0 and task.net.taps == ("b5_pre", "b6_pre")
+    assert task.net.fc8.weight.shape == (21, 4096, 1, 1) and task.net.f9.weight.shape == (192, 195, 1, 1)

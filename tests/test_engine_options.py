@@ -14,7 +14,8 @@ from wsss.saliency import SALIENCY_TASKS
 from wsss.segmentation import SEG_TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "weights": None, "backbone_init": None}
+TINY_MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "weights": None, "backbone_init": None,
+              "frozen_prefixes": None}  # prefixes of the real backbone (e.g. ResNet-38d conv1a)
 
 
 
@@ -73,7 +74,7 @@ def stage_of(path, cfg):
     stem = path.stem
     if stem.startswith("deeplab"):
         return SEG_TASKS, (cfg.get("method") or {}).get("name", "deeplab")
-    if stem == "affinity":
+    if stem.startswith("affinity"):
         return AFFINITY_TASKS, cfg["method"]["name"]
     if stem in ("ccam", "poolnet"):
         return SALIENCY_TASKS, cfg["method"]["name"]
