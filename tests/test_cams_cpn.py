@@ -157,6 +157,11 @@ def test_inference_sums_the_refined_maps_then_min_max_and_halves():
         up = torch.nn.functional.interpolate(both[:, [0, 2]], (40, 48), mode="bilinear", align_corners=False)[0]
     torch.testing.assert_close(maps["hr_cam"], task.combine(up))
     assert maps["hr_cam"].max() <= 0.5 and not task.background
+    diag = build_method("cpn", tiny_cfg(infer_map="cam"), NUM_CLASSES).eval()
+    diag.load_state_dict(task.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(diag.view_maps(x, None), torch.nn.functional.interpolate(
+            torch.relu(task.net(x)[0][:, 1:]), (40, 48), mode="bilinear", align_corners=True))
 
 
 def test_bad_options_are_config_errors():
@@ -164,6 +169,8 @@ def test_bad_options_are_config_errors():
         build_method("cpn", tiny_cfg(key_layout="rows"), NUM_CLASSES)
     with pytest.raises(ConfigError, match="hide_draw"):
         build_method("cpn", tiny_cfg(hide_draw="third"), NUM_CLASSES)
+    with pytest.raises(ConfigError, match="infer_map"):
+        build_method("cpn", tiny_cfg(infer_map="both"), NUM_CLASSES)
     with pytest.raises(ConfigError, match="taps"):
         build_method("cpn", tiny_cfg(taps=["c3"]), NUM_CLASSES)
 

@@ -41,6 +41,7 @@ from .prcm import KEY_LAYOUTS, class_keys, region_attention, region_vectors
 #: backbone taps of f8_3 / f8_4 by checkpoint family (psa's conv4 / conv5 on ResNet-38d)
 DEFAULT_TAPS = {"resnet38d": ("b5_pre", "b6_pre")}
 OTHER_TAPS = ("c3", "c4")
+INFER_MAPS = ("refined", "cam")
 EPS = 1e-5
 
 
@@ -200,6 +201,8 @@ class CPN(CAMMethod):
         "lambda_tcp": Option(1.0, "weight of the complementary-patch (CP) loss"),
         "lambda_cpcr": Option(1.0, "weight of the cross regularisation"),
         "infer_halve": Option(True, "divide the min-max normalised CAMs by 2 (CPN's inference)"),
+        "infer_map": Option("refined", "maps saved by inference: refined (CPN: R) | cam (relu of fc8's A, "
+                                       "a diagnostic of the backbone's own CAMs)"),
     }
 
     def __init__(self, cfg, num_classes):
@@ -217,6 +220,9 @@ class CPN(CAMMethod):
         self.ohem_ratio = float(m["ohem_ratio"])
         self.lambdas = {k: float(m[f"lambda_{k}"]) for k in ("minpool", "tcp", "cpcr")}
         self.halve = bool(m["infer_halve"])
+        if m["infer_map"] not in INFER_MAPS:
+            raise ConfigError(f"unknown method.infer_map {m['infer_map']!r}", fix=f"use one of {', '.join(INFER_MAPS)}")
+        self.infer_map = m["infer_map"]
 
     def param_groups(self):
         return {"main": param_groups_4(self.net.backbone, self.net.new_layers)}
@@ -255,14 +261,18 @@ class CPN(CAMMethod):
 
     # ------------------------------------------------------------------------ inference
     def cam_forward(self, images):
-        """The refined foreground maps (B, C, h, w) at the backbone's stride (>= 0)."""
-        return self.net(images)[1][:, 1:]
+        """The refined foreground maps (B, C, h, w) at the backbone's stride (>= 0); with
+        ``infer_map: cam`` fc8's raw foreground CAMs."""
+        cam, refined = self.net(images)
+        return (refined if self.infer_map == "refined" else cam)[:, 1:]
 
     def view_maps(self, images, labels):
         """The refined foreground maps upsampled to the view's size (``align_corners=True``), not
-        ReLU'd: CPN sums the raw maps and cuts negatives afterwards (they are >= 0 anyway)."""
-        refined = self.net(images)[1][:, 1:].float()
-        return F.interpolate(refined, images.shape[-2:], mode="bilinear", align_corners=True)
+        ReLU'd: CPN sums the raw maps and cuts negatives afterwards (they are >= 0 anyway).
+        ``infer_map: cam``: relu of fc8's CAMs instead."""
+        maps = self.cam_forward(images).float()
+        maps = maps if self.infer_map == "refined" else F.relu(maps)
+        return F.interpolate(maps, images.shape[-2:], mode="bilinear", align_corners=True)
 
     def combine(self, maps):
         """Sum over views -> negatives to 0 -> per class (x - min - 1e-5)^+ / (max - min + 1e-5)
