@@ -130,7 +130,8 @@ def released(kind, task, era):
         return Holder(**dict(task.net.backbone.named_children()), fc8=task.net.head)
     if kind == "cpn":  # CPN network/resnet38_CPN.py: the trunk's own names + fc8, f8_3, f8_4, f9, f10
         n = task.net
-        return Holder(**dict(n.backbone.named_children()), fc8=n.fc8, f8_3=n.f8_3, f8_4=n.f8_4, f9=n.f9, f10=n.f10)
+        return Holder(**dict(n.backbone.named_children()), fc8=n.fc8, f8_3=n.side.f8_3, f8_4=n.side.f8_4,
+                      f9=n.pcm.f9, f10=n.f10)
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],

@@ -5,8 +5,8 @@ Every step sees a triplet: the crop x and its complementary pair x1 = x * S, x2 
 The network (:class:`CPNNet`) gives for each input the fc8 CAM A (C + 1 channels, background
 first) and the refined map R = PCM(Â, f) + PRCM(Â, f) * Â, where Â is the detached,
 max-normalised, arg-max-only CAM (:func:`argmax_cam`) and f = [image, relu(f8_3(tap 1)),
-relu(f8_4(tap 2))] with both taps detached: losses on R train only f8_3, f8_4, f9 and f10, never
-the backbone or fc8. Both maps are upsampled to the input size (bilinear, ``align_corners=True``)
+relu(f8_4(tap 2))] with both taps detached (:class:`~wsss.cams.pcm.PCMFeatures`, shared with
+ICAM): losses on R train only f8_3, f8_4, f9 and f10, never the backbone or fc8. Both maps are upsampled to the input size (bilinear, ``align_corners=True``)
 and every loss is computed there. With ŷ = [1, y] and rho_0 = 1, rho_1, rho_2 = 1 - rho_1:
 
     L_cls  = 1/3 sum_k MLSM(GAP(A_k)[1:], y~) + 1/3 sum_k MinPool((R_k * ŷ)[1:])
@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from .base import METHODS, CAMMethod
 from .complementary import KEEP_MAP, RHO_KEY, STRATEGIES, ComplementaryPatches
 from .losses import gap2d, mlsm
-from .pcm import PCM
+from .pcm import PCM, PCMFeatures
 from .prcm import KEY_LAYOUTS, class_keys, region_attention, region_vectors
 
 #: backbone taps of f8_3 / f8_4 by checkpoint family (psa's conv4 / conv5 on ResNet-38d)
@@ -62,11 +62,11 @@ class CPNNet(nn.Module):
     """Backbone -> Dropout2d -> ``fc8`` (C + 1 CAMs, no bias) and the PCM + PRCM refinement.
 
     ``forward(x) -> (cam, refined)``, both (N, C + 1, h, w) at the backbone's output stride
-    (refined >= 0). Parameter names are the reference's (``fc8``, ``f8_3``, ``f8_4``, ``f9``,
-    ``f10``) so its checkpoint maps one to one. ``taps``: the two backbone features behind
-    ``f8_3`` / ``f8_4`` (default: ``b5_pre``, ``b6_pre`` on ResNet-38d, else ``c3``, ``c4``);
-    taps at another stride are resized to the CAM's (bilinear, ``align_corners=True``).
-    ``key_layout`` and ``attention_scale``: see :mod:`wsss.cams.prcm`.
+    (refined >= 0). Layers: ``fc8``, ``side.f8_3`` / ``side.f8_4`` (:class:`~wsss.cams.pcm.PCMFeatures`
+    on two detached taps), ``pcm.f9`` (:class:`~wsss.cams.pcm.PCM`'s embedding, also PRCM's query)
+    and ``f10`` (PRCM's keys): the reference's ``fc8``, ``f8_3``, ``f8_4``, ``f9``, ``f10``.
+    ``taps``: default ``b5_pre``, ``b6_pre`` on ResNet-38d (psa's conv4 / conv5), else ``c3``,
+    ``c4`` (resized to the CAM's grid). ``key_layout`` and ``attention_scale``: :mod:`wsss.cams.prcm`.
     """
 
     def __init__(self, backbone, num_classes, taps=None, tap_widths=(64, 128), embed=192, dropout=0.5,
@@ -83,40 +83,26 @@ class CPNNet(nn.Module):
         self.taps, self.key_layout, self.attention_scale = taps, key_layout, attention_scale
         self.dropout7 = nn.Dropout2d(float(dropout))
         self.fc8 = nn.Conv2d(backbone.channels["c5"], num_classes + 1, 1, bias=False)
-        self.f8_3 = nn.Conv2d(backbone.channels[taps[0]], int(tap_widths[0]), 1, bias=False)
-        self.f8_4 = nn.Conv2d(backbone.channels[taps[1]], int(tap_widths[1]), 1, bias=False)
-        width = 3 + int(tap_widths[0]) + int(tap_widths[1])
-        self.f9 = nn.Conv2d(width, int(embed), 1, bias=False)
-        self.f10 = nn.Conv2d(width, int(embed), 1, bias=False)
-        self.pcm = PCM()
         nn.init.xavier_uniform_(self.fc8.weight)
-        nn.init.kaiming_normal_(self.f8_3.weight)
-        nn.init.kaiming_normal_(self.f8_4.weight)
-        nn.init.xavier_uniform_(self.f9.weight, gain=4)
+        self.side = PCMFeatures([backbone.channels[t] for t in taps], [int(w) for w in tap_widths])
+        self.pcm = PCM(self.side.out_channels, int(embed))
+        self.f10 = nn.Conv2d(self.side.out_channels, int(embed), 1, bias=False)
         nn.init.xavier_uniform_(self.f10.weight, gain=4)
 
     @property
     def new_layers(self):
-        return [self.fc8, self.f8_3, self.f8_4, self.f9, self.f10]
-
-    def features(self, x, feats, size):
-        """f = [x, relu(f8_3(tap 1)), relu(f8_4(tap 2))] at ``size``, the taps detached."""
-        def fit(t):
-            return t if t.shape[-2:] == size else F.interpolate(t, size, mode="bilinear", align_corners=True)
-
-        return torch.cat([fit(x), fit(F.relu(self.f8_3(feats[self.taps[0]].detach()))),
-                          fit(F.relu(self.f8_4(feats[self.taps[1]].detach())))], dim=1)
+        """The layers trained at 10x lr: fc8, f8_3, f8_4, f9, f10."""
+        return [self.fc8, self.side, self.pcm, self.f10]
 
     def forward(self, x):
         feats = self.backbone(x)
         cam = self.fc8(self.dropout7(feats["c5"]))
         size = tuple(cam.shape[-2:])
         a_hat = argmax_cam(cam).to(cam.dtype)
-        f = self.features(x, feats, size)
-        embedding = self.f9(f)  # shared: PCM takes it as is, PRCM's query after a ReLU
+        f = self.side(x, [feats[t] for t in self.taps], size)
         keys = class_keys(F.relu(self.f10(region_vectors(f, a_hat))), self.key_layout)
-        attention = region_attention(keys, F.relu(embedding), self.attention_scale)
-        return cam, self.pcm(a_hat, embedding) + attention * a_hat
+        attention = region_attention(keys, F.relu(self.pcm.f9(f)), self.attention_scale)  # f9 shared with PCM
+        return cam, self.pcm(a_hat, f) + attention * a_hat
 
 
 # --------------------------------------------------------------------------------- losses

@@ -94,7 +94,8 @@ CONVERTERS.register("psa-res38-cls")(Converter(
     task="cam", wrap="net.", renames=(("fc8.weight", "head.weight"),),
     note="psa res38_cls.pth (VOC CAM classifier, relu(fc8(conv6))) -> method cam on resnet38d"))
 CONVERTERS.register("cpn")(Converter(
-    task="cam", wrap="net.", renames=tuple((f"{k}.", f"{k}.") for k in ("fc8", "f8_3", "f8_4", "f9", "f10")),
+    task="cam", wrap="net.", renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."),
+                                      ("f9.", "pcm.f9."), ("f10.", "f10.")),
     note="CPN.pth (ResNet-38d + fc8 with background, PCM / PRCM heads f8_3, f8_4, f9, f10) -> method cpn"))
 CONVERTERS.register("icam-deeplabv1")(Converter(
     task="segmentation", wrap="model.",
