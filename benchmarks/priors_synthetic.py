@@ -1,5 +1,5 @@
-"""Vanilla CAM, P-OC and P-NOC side by side on the built-in synthetic benchmark: CAM mIoU and
-object coverage, same backbone, same budget.
+"""Vanilla CAM, P-OC, P-NOC and CPN side by side on the built-in synthetic benchmark: CAM mIoU,
+object coverage and contour F, same backbone, same budget.
 
     nice -n 10 python benchmarks/priors_synthetic.py --data /work/data/synthetic \
         --work /tmp/priors_synthetic2 --out benchmarks/results/priors_synthetic.json
@@ -15,7 +15,8 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    smoothing 0.1; P-OC/P-NOC with the Puzzle terms, as published) each train for ``--epochs``
    from that backbone; P-OC/P-NOC use the OC of step 1 (``method.oc_exp``). Puzzle-CAM, and
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
-   Puzzle terms from that of erasing.
+   Puzzle terms from that of erasing. ``cpn`` (``configs/synthetic/cpn.yaml``) runs the same way;
+   ``cpn-reference`` with the reference's quirks, ``cpn-grid`` with grid pairs.
 3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
    ``tools/evaluate.py --mode cam`` (same library functions), the coverage numbers below and the
    contour F-score (ICAM's definition) at the best threshold.
@@ -32,7 +33,10 @@ Coverage: the synthetic objects are a large body shared by two classes plus a sm
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
 (checked against the ground-truth PNGs). ``fg_recall`` = ground-truth foreground pixels predicted
 as any foreground class at the method's best threshold; ``part_recall`` / ``body_recall`` split
-it into the part pixels and the rest of the objects. Results go to ``--out`` (JSON, written
+it into the part pixels and the rest of the objects; ``contour_f`` is ICAM's contour F-score
+(tools/evaluate.py) of the label maps at the best threshold. A method whose config names its own
+sweep (``infer.thresholds``, e.g. CPN's 0.20-0.59 on its halved maps) is also scored with it
+(``method_protocol``). Results go to ``--out`` (JSON, written
 atomically) with the command line; stage outputs in ``--work`` are reused unless ``--overwrite``.
 """
 
@@ -59,11 +63,12 @@ from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E4
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
+from wsss.config import load_config  # noqa: E402
 from wsss.metrics import (DatasetGT, cam_to_labels, confusion_matrix, contour_counts,  # noqa: E402
                           parse_thresholds, summarize_confusion, summarize_contour, sweep_confusions)
 
 METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam", "icam-nofs", "icam-gap",
-           "cam-os8")
+           "cam-os8", "cpn", "cpn-reference", "cpn-grid")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
@@ -73,7 +78,12 @@ VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.pu
             # (the GAP term alone, the reference's --loss_weight 0), and vanilla CAM on ICAM's grid
             "icam-nofs": ("icam", ["method.label_smoothing=0.0", "method.fs_weight=0.0"]),
             "icam-gap": ("icam", ["method.label_smoothing=0.0", "method.loss_weight=0.0"]),
-            "cam-os8": ("cam", ["model.output_stride=8"])}
+            "cam-os8": ("cam", ["model.output_stride=8"]),
+            # CPN with the reference's quirks (~39 % hidden, SLIC on the normalised crop, the PRCM key
+            # .view), and with the grid strategy instead of superpixels
+            "cpn-reference": ("cpn", ["method.hide_draw=reference", "method.slic_on=normalized",
+                                      "method.key_layout=reference"]),
+            "cpn-grid": ("cpn", ["method.strategy=grid"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly
 # (ICAM, a recipe of its own, overrides it back to 0 in VARIANTS).
 COMMON = ["method.label_smoothing=0.1"]
@@ -91,6 +101,8 @@ DEFINITIONS = {
                  "tools/evaluate.py) of the label maps at the best threshold",
     "stored_background": "CAM files that store their method's background map (ICAM: 1 - sum of the classes): "
                          "the same numbers for the label maps scored against it (ICAM's protocol, no threshold)",
+    "method_protocol": "the same scores under the method's own threshold sweep (its config's infer.thresholds), "
+                       "when it has one",
     "seconds": "wall-clock seconds of training (tools/train_cam.py, shared 2-core CPU: noisy)",
     "cpu_seconds": "CPU seconds (user + sys) of the training process and its data workers",
     "infer_seconds": "wall-clock seconds of tools/infer_cam.py on the split",
@@ -275,6 +287,9 @@ def main(argv=None):
         res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
+        own = (load_config(ROOT / "configs" / "synthetic" / f"{base}.yaml").get("infer") or {}).get("thresholds")
+        if own:
+            res["method_protocol"] = {"thresholds": own, **score(cams, dataset, gts, parts, parse_thresholds(own))}
         results[method] = res
         stored = res.get("stored_background")
         print(f"[priors_synthetic] {method}: mIoU {res['miou']:.2f} at t={res['threshold']:.2f}, "
@@ -283,6 +298,11 @@ def main(argv=None):
               + (f"; against the stored background: mIoU {stored['miou']:.2f}, fg recall {stored['fg_recall']:.2f}, "
                  f"contour F {stored['contour_f']:.2f}" if stored else "")
               + f", {res['seconds']:.0f}s", flush=True)
+        if own:
+            m = res["method_protocol"]
+            print(f"[priors_synthetic] {method} (own sweep {own}): mIoU {m['miou']:.2f} at t={m['threshold']:.2f}, "
+                  f"fg recall {m['fg_recall']:.2f}, contour F {m['contour_f']:.2f}", flush=True)
+
 
     write_json(args.out, {
         "benchmark": "priors_synthetic", "command": command, "definitions": DEFINITIONS,

@@ -22,6 +22,8 @@
 #   TRAIN_SPLIT  training split (CAMs are inferred for it too)   [the config's data.train_split]
 #   EVAL_SPLITS  splits whose CAMs are scored                    [train val]
 #   OVERRIDES    extra key=value config overrides, space-separated
+# A method whose config names its own threshold sweep (infer.thresholds, e.g. CPN's 0.20:0.59:0.01
+# on its halved maps) is scored with it too (eval_cam_<split>_method.json), next to the toolkit's.
 # Reruns skip finished work (checkpoints, CAM files, scores); set OVERWRITE=1 to redo everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,16 +55,19 @@ infer_cams() {
   "${LAUNCH[@]}" tools/infer_cam.py --exp "$1" --split "$2" --out "$1/cams/$2" "${FORCE[@]}"
 }
 
-# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json; CAM files that
-# store their method's background map (ICAM) are scored against it there, and by the toolkit's
-# threshold sweep of their foreground channels in EXP/eval_cam_SPLIT_sweep.json
+# evaluate_cams EXP SPLIT CAM_DIR [THRESHOLDS SUFFIX]: score CAM_DIR on SPLIT ->
+# EXP/eval_cam_SPLIT[SUFFIX].json (the toolkit's sweep, or THRESHOLDS); CAM files that store their
+# method's background map (ICAM) are scored against it there, and by the threshold sweep of their
+# foreground channels in EXP/eval_cam_SPLIT[SUFFIX]_sweep.json
 evaluate_cams() {
-  echo "[1-priors] evaluate CAMs of $2"
-  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam \
-    --out "$1/eval_cam_$2.json" "${FORCE[@]}" | tail -n 3
-  if [ "$(json_value "$1/eval_cam_$2.json" protocol)" = stored-background ]; then
+  local sweep=(); [ -n "${4:-}" ] && sweep=(--thresholds "$4")
+  local out="$1/eval_cam_$2${5:-}"
+  echo "[1-priors] evaluate CAMs of $2${4:+ (sweep $4)}"
+  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam "${sweep[@]}" \
+    --out "$out.json" "${FORCE[@]}" | tail -n 3
+  if [ "$(json_value "$out.json" protocol)" = stored-background ]; then
     "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam --ignore-stored-background \
-      --out "$1/eval_cam_$2_sweep.json" "${FORCE[@]}" | tail -n 1
+      "${sweep[@]}" --out "${out}_sweep.json" "${FORCE[@]}" | tail -n 1
   fi
 }
 
@@ -73,13 +78,16 @@ from pathlib import Path
 exp, splits = Path(sys.argv[1]), sys.argv[2:]
 rows = []
 for s in splits:
-    for path in (exp / f"eval_cam_{s}.json", exp / f"eval_cam_{s}_sweep.json"):
+    for path, tag in ((exp / f"eval_cam_{s}.json", ""), (exp / f"eval_cam_{s}_sweep.json", ""),
+                      (exp / f"eval_cam_{s}_method.json", " (method sweep)"),
+                      (exp / f"eval_cam_{s}_method_sweep.json", " (method sweep)")):
         if not path.is_file():
             continue
         r = json.loads(path.read_text())
         thr, cf = r.get("threshold"), (r.get("contour_f") or {}).get("mean_f")
-        rows.append((exp.name, s, r.get("protocol", "sweep"), f"{r['miou']:.2f}", "-" if thr is None else f"{thr:.2f}",
+        rows.append((exp.name + tag, s, r.get("protocol", "sweep"), f"{r['miou']:.2f}", "-" if thr is None else f"{thr:.2f}",
                      "-" if cf is None else f"{cf:.2f}"))
+
     b = exp / f"baselines_{s}.json"
     if b.is_file():
         for name, res in json.loads(b.read_text()).items():
@@ -98,6 +106,7 @@ if [ "$DATASET" = synthetic ] && [ ! -f "$DATA_ROOT/class_names.txt" ]; then
 fi
 
 CONFIG=${CONFIG:-configs/$DATASET/$METHOD.yaml}
+METHOD_THRESHOLDS=$(config_value "$CONFIG" infer.thresholds)
 TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
 EXTRA+=("data.train_split=$TRAIN_SPLIT")
@@ -117,6 +126,7 @@ for split in $EVAL_SPLITS; do
   if [ "$split" = train ] && [ "$TRAIN_SPLIT" != train ]; then cam_dir=$EXP/cams/$TRAIN_SPLIT; fi
   [ "$cam_dir" = "$EXP/cams/$TRAIN_SPLIT" ] || infer_cams "$EXP" "$split"
   evaluate_cams "$EXP" "$split" "$cam_dir"
+  [ -z "$METHOD_THRESHOLDS" ] || evaluate_cams "$EXP" "$split" "$cam_dir" "$METHOD_THRESHOLDS" _method
   "$PY" tools/baselines.py --data "$DATA_ROOT" --split "$split" --no-contour --out "$EXP/baselines_$split.json" \
     "${FORCE[@]}" | tail -n 1
 done

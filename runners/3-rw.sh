@@ -9,6 +9,7 @@
 #
 # Environment (defaults in brackets):
 #   DATASET      synthetic | voc | coco                                   [synthetic]
+#   CONFIG       the stage's config (CPN's IRN recipe: configs/voc/affinity_cpn.yaml)  [configs/$DATASET/affinity.yaml]
 #   DATA_ROOT    dataset root                                             [data/$DATASET]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   WORKERS      CRF processes (affinity labels, pseudo-mask CRF)          [2]
@@ -39,7 +40,7 @@ EXP=${EXP:-$EXP_ROOT/${DATASET}_rw}
 EVAL_SPLITS=${EVAL_SPLITS:-train}
 OVERRIDES=${OVERRIDES:-}
 OVERWRITE=${OVERWRITE:-0}
-CONFIG=configs/$DATASET/affinity.yaml
+CONFIG=${CONFIG:-configs/$DATASET/affinity.yaml}
 
 source runners/common.sh
 

@@ -78,7 +78,7 @@ def stage_of(path, cfg):
     stem = path.stem
     if stem.startswith("deeplab"):
         return SEG_TASKS, (cfg.get("method") or {}).get("name", "deeplab")
-    if stem == "affinity":
+    if stem.startswith("affinity"):
         return AFFINITY_TASKS, cfg["method"]["name"]
     if stem in ("ccam", "poolnet"):
         return SALIENCY_TASKS, cfg["method"]["name"]

@@ -132,6 +132,10 @@ def released(kind, task, era):
         net = task.net
         return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, f8_3=net.side.f8_3, f8_4=net.side.f8_4,
                       f9=net.pcm.f9)
+    if kind == "cpn":  # CPN network/resnet38_CPN.py: the trunk's own names + fc8, f8_3, f8_4, f9, f10
+        n = task.net
+        return Holder(**dict(n.backbone.named_children()), fc8=n.fc8, f8_3=n.side.f8_3, f8_4=n.side.f8_4,
+                      f9=n.pcm.f9, f10=n.f10)
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],
@@ -171,10 +175,12 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("icam/voc/final", {**SMALL, "model.output_stride": 8}, None, 64, False),
     ("psa/voc/res38-cls", {}, None, 16, False),
     ("icam/voc/cam", {}, None, 16, False),
+    ("cpn/voc/bundle", {}, None, 16, False),
 ]
 
 
-HEAVY = ("resnest50", "psa/", "icam/voc/cam")  # 25 M / 105 M parameters: seconds each
+HEAVY = ("resnest50", "psa/", "icam/voc/cam", "cpn/")  # 25 M / 105 M parameters: seconds each
+
 
 
 @pytest.mark.parametrize("name,overrides,era,size,wrapped", [
@@ -201,6 +207,26 @@ def test_released_layout_converts_to_the_same_network(request, tmp_path, name, o
     ckpt = torch.load(tmp_path / "exp" / "checkpoints" / "last.pth", weights_only=True)
     assert ckpt["format"] == "wsss-checkpoint-1" and ckpt["config"]["model"]["weights"] is None
     assert ckpt["source"]["name"] == name
+
+
+@pytest.mark.slow
+def test_an_archive_converts_the_member_it_names(resnet38d, tmp_path):
+    """CPN's bundle is an archive: the converter reads its ``member`` (``**/CPN.pth``) from the
+    unpacked folder; a folder without it is an error listing the checkpoints it holds."""
+    art = hub.get("cpn/voc/bundle")
+    assert art.container == "archive" and art.member == "**/CPN.pth"
+    direct, kind = toolkit_task(art, backbone=resnet38d)
+    (tmp_path / "files" / "CPN").mkdir(parents=True)
+    torch.save(released("cpn", direct, None).state_dict(), tmp_path / "files" / "CPN" / "CPN.pth")
+    torch.save({}, tmp_path / "files" / "init.pth")
+    convert(art, tmp_path / "files", tmp_path / "exp")
+    loaded = load_experiment(tmp_path / "exp", kind, art.classes)
+    assert loaded.net.key_layout == "reference"   # CPN.pth was trained with the reference's key .view
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.equal(forward(kind, direct, x), forward(kind, loaded, x))
+    (tmp_path / "files" / "CPN" / "CPN.pth").unlink()
+    with pytest.raises(CheckpointError, match=r"0 files match '\*\*/CPN.pth'.*init.pth"):
+        convert(art, tmp_path / "files", tmp_path / "exp2")
 
 
 def test_era_a_affinity_file_loads_as_backbone_weights(tmp_path):

@@ -97,6 +97,10 @@ CONVERTERS.register("icam-cam")(Converter(
     task="cam", wrap="net.",
     renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."), ("f9.", "pcm.f9.")),
     note="ICAM cam.pth (ResNet-38d, fc8 with background, SEAM's PCM f8_3/f8_4/f9) -> method icam"))
+CONVERTERS.register("cpn")(Converter(
+    task="cam", wrap="net.", renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."),
+                                      ("f9.", "pcm.f9."), ("f10.", "f10.")),
+    note="CPN.pth (ResNet-38d + fc8 with background, PCM / PRCM heads f8_3, f8_4, f9, f10) -> method cpn"))
 CONVERTERS.register("icam-deeplabv1")(Converter(
     task="segmentation", wrap="model.",
     renames=(("conv_fov.", "head.fov.0."), ("bn_fov.", "head.fov.1."), ("conv_fov2.", "head.fov2.0."),
@@ -181,6 +185,21 @@ def fit_to(task, state, path=None):
     return state
 
 
+def checkpoint_file(art, src):
+    """``src`` itself, or for a folder (an unpacked archive, a Drive folder) the one file in it
+    that matches ``art.member``."""
+    src = Path(src)
+    if not src.is_dir():
+        return src
+    hits = sorted(p for p in src.glob(art.member or "") if p.is_file()) if art.member else []
+    if len(hits) != 1:
+        found = sorted(str(p.relative_to(src)) for p in src.rglob("*.pth"))
+        raise CheckpointError(f"{art.name}: {len(hits)} files match {art.member!r} in the folder "
+                              f"(.pth files there: {_few(found) or 'none'})", path=src,
+                              fix="pass the checkpoint file itself: tools/download.py NAME --from FILE")
+    return hits[0]
+
+
 def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     """Convert the downloaded file ``src`` of artefact ``art`` into the experiment folder
     ``exp`` (module docstring); returns a report dict. An existing ``exp`` is kept unless
@@ -193,6 +212,7 @@ def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     if (exp / "checkpoints" / "last.pth").is_file() and not overwrite:
         return json.loads((exp / "source.json").read_text()) if (exp / "source.json").is_file() else {}
     conv = CONVERTERS.get(art.converter)
+    src = checkpoint_file(art, src)
     cfg = experiment_config(art, root)
     task = build_task(conv.task, cfg, art.classes, meta=True)
     family = task.get_submodule(conv.wrap + "backbone").checkpoint_family
