@@ -128,6 +128,11 @@ def released(kind, task, era):
         return Holder(base=base, deep_pool=pools, score=Holder(score=m.score), convert=Holder(convert0=m.convert))
     if kind == "psa-res38-cls":  # psa network/resnet38_cls.py: the trunk's own names + fc8
         return Holder(**dict(task.net.backbone.named_children()), fc8=task.net.head)
+    if kind == "aeft-cam":  # AEFT networks/resnet38d.py Net_gpp: the trunk's names, fc8, bn8 (unused), fc9, gconv1..3
+        net = task.net
+        bn8 = fill_(nn.BatchNorm2d(net.fc8.out_channels), seed=9)
+        return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, bn8=bn8, fc9=net.fc9,
+                      **dict(net.gpp.named_children()))
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],
@@ -166,10 +171,11 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("pnoc/voc/poolnet", {**SMALL, "model.width": 16}, None, 64, False),
     ("icam/voc/final", {**SMALL, "model.output_stride": 8}, None, 64, False),
     ("psa/voc/res38-cls", {}, None, 16, False),
+    ("aeft/voc/cam", {}, None, 16, False),
 ]
 
 
-HEAVY = ("resnest50", "psa/")  # 25 M / 105 M parameters: seconds each
+HEAVY = ("resnest50", "psa/", "aeft/")  # 25 M / 105 M parameters: seconds each
 
 
 @pytest.mark.parametrize("name,overrides,era,size,wrapped", [
@@ -257,3 +263,32 @@ def test_every_convertible_artefact_builds_from_its_config():
         built.add(key)
         task = build_task(conv.task, cfg, art.classes, meta=True)
         assert hasattr(task.get_submodule(conv.wrap + "backbone"), "checkpoint_family"), name
+
+
+@pytest.mark.slow
+def test_aeft_release_drops_bn8_explicitly_and_keeps_the_gates(request, tmp_path):
+    """AEFT's net_main holds ``bn8`` (defined, unused in its forward): the converter accepts and
+    drops it by name (listed in the report), never by a non-strict load; the GPP gates load, so
+    the logits (through GPP) match too. A Drive folder with its one checkpoint converts; any
+    other unknown key is still an error."""
+    art = hub.get("aeft/voc/cam")
+    direct, kind = toolkit_task(art, backbone=request.getfixturevalue("resnet38d"))
+    state = released(art.converter, direct, None).state_dict()
+    assert "bn8.running_var" in state and "gconv3.att_n.0.weight" in state
+    folder = tmp_path / "files"
+    folder.mkdir()
+    torch.save(state, folder / "039net_main.pth")
+    (folder / ".complete").write_text("{}")
+    report = convert(art, folder, tmp_path / "exp")
+    assert sorted(report["dropped"]) == sorted(k for k in state if k.startswith("bn8."))
+    loaded = load_experiment(tmp_path / "exp", kind, art.classes)
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for a, b in zip(direct.net(x), loaded.net(x)):
+            assert torch.equal(a, b)
+    torch.save({**state, "bn9.weight": torch.ones(256)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"1 unexpected \(net.backbone.bn9.weight\)"):
+        convert(art, tmp_path / "other.pth", tmp_path / "exp2")
+    torch.save(state, folder / "038net_main.pth")
+    with pytest.raises(CheckpointError, match="exactly one checkpoint"):
+        convert(art, folder, tmp_path / "exp3")

@@ -43,13 +43,16 @@ _SHOWN = 6
 class Converter:
     """``task``: the :data:`TASKS` kind; ``wrap``: the task's network prefix; ``renames``: ordered
     ``(old prefix, new prefix)`` pairs for the non-backbone keys (the first match wins);
-    ``trunk``: a fixed backbone prefix instead of the era rule; ``add``: extra entries."""
+    ``trunk``: a fixed backbone prefix instead of the era rule; ``add``: extra entries; ``drop``:
+    prefixes of released keys the toolkit network does not have and that are dropped on purpose
+    (listed in the report, e.g. AEFT's unused ``bn8``)."""
 
     task: str
     wrap: str
     renames: tuple = ()
     trunk: str = None
     add: dict = field(default_factory=dict)
+    drop: tuple = ()
     note: str = ""
 
 
@@ -93,6 +96,10 @@ CONVERTERS.register("pnoc-poolnet")(Converter(
 CONVERTERS.register("psa-res38-cls")(Converter(
     task="cam", wrap="net.", renames=(("fc8.weight", "head.weight"),),
     note="psa res38_cls.pth (VOC CAM classifier, relu(fc8(conv6))) -> method cam on resnet38d"))
+CONVERTERS.register("aeft-cam")(Converter(
+    task="cam", wrap="net.", renames=(("fc8.", "fc8."), ("fc9.", "fc9."), ("gconv", "gpp.gconv")), drop=("bn8.",),
+    note="AEFT-GPP net_main (ResNet-38d, fc8 -> ReLU -> fc9, GPP gates gconv1..3) -> method aeft; bn8 is "
+         "defined but unused in the reference's forward: dropped"))
 CONVERTERS.register("icam-deeplabv1")(Converter(
     task="segmentation", wrap="model.",
     renames=(("conv_fov.", "head.fov.0."), ("bn_fov.", "head.fov.1."), ("conv_fov2.", "head.fov2.0."),
@@ -171,6 +178,9 @@ def convert_state(conv, state, family, path=None):
     out = {f"{conv.wrap}backbone.{k}": v for k, v in trunk.items() if k.split(".")[0] not in own}
     unknown = []
     for k, v in heads.items():
+        if k.startswith(conv.drop):  # an empty tuple matches nothing
+            dropped.append(k)
+            continue
         old = next((o for o, _ in conv.renames if k.startswith(o)), None)
         if old is None:
             unknown.append(k)
@@ -205,6 +215,23 @@ def fit_to(task, state, path=None):
     return state
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt")
+
+
+def checkpoint_file(src):
+    """``src`` itself, or the one checkpoint file (``.pth``, ``.pt``, ...) of a folder (a Drive
+    folder artefact, e.g. AEFT's); none or several there is an error."""
+    src = Path(src)
+    if not src.is_dir():
+        return src
+    found = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+    if len(found) != 1:
+        names = ", ".join(str(p.relative_to(src)) for p in found) or "none"
+        raise CheckpointError(f"the folder must hold exactly one checkpoint file to convert, found {names}",
+                              path=src, fix="put the checkpoint to convert alone in a folder and pass it with --from")
+    return found[0]
+
+
 def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     """Convert the downloaded file ``src`` of artefact ``art`` into the experiment folder
     ``exp`` (module docstring); returns a report dict. An existing ``exp`` is kept unless
@@ -217,6 +244,7 @@ def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     if (exp / "checkpoints" / "last.pth").is_file() and not overwrite:
         return json.loads((exp / "source.json").read_text()) if (exp / "source.json").is_file() else {}
     conv = CONVERTERS.get(art.converter)
+    src = checkpoint_file(src)
     cfg = experiment_config(art, root)
     task = build_task(conv.task, cfg, art.classes, meta=True)
     family = task.get_submodule(conv.wrap + "backbone").checkpoint_family
