@@ -1,5 +1,5 @@
-"""Vanilla CAM, P-OC and P-NOC side by side on the built-in synthetic benchmark: CAM mIoU and
-object coverage, same backbone, same budget.
+"""Vanilla CAM, P-OC, P-NOC and AEFT-GPP side by side on the built-in synthetic benchmark: CAM
+mIoU and object coverage, same backbone, same budget.
 
     nice -n 10 python benchmarks/priors_synthetic.py --data /work/data/synthetic \
         --work /tmp/priors_synthetic2 --out benchmarks/results/priors_synthetic.json
@@ -15,9 +15,14 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    smoothing 0.1; P-OC/P-NOC with the Puzzle terms, as published) each train for ``--epochs``
    from that backbone; P-OC/P-NOC use the OC of step 1 (``method.oc_exp``). Puzzle-CAM, and
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
-   Puzzle terms from that of erasing.
-3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
-   ``tools/evaluate.py --mode cam`` (same library functions) and the coverage numbers below.
+   Puzzle terms from that of erasing. ``aeft`` (AEFT-GPP, ``configs/synthetic/aeft.yaml``) switches
+   from classification alone to its erasing triplet at T = 18/40 of the run (the reference's
+   epoch 18 of 40), scaled to ``--epochs`` (2 epochs: T = 1).
+3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips; each method's own inference, e.g.
+   AEFT's ReLU after upsampling), then the threshold sweep of ``tools/evaluate.py --mode cam``
+   (same library functions), the coverage numbers below and the contour F-score at the best
+   threshold. A method whose reference sweeps another threshold range (AEFT: 0.10-0.34) also
+   reports the best mIoU within that range (``protocols``).
 
 Coverage: the synthetic objects are a large body shared by two classes plus a small
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
@@ -50,16 +55,20 @@ from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E4
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
-from wsss.metrics import (DatasetGT, cam_to_labels, parse_thresholds, summarize_confusion,  # noqa: E402
-                          sweep_confusions)
+from wsss.metrics import (DatasetGT, EvalJob, cam_to_labels, evaluate, parse_thresholds,  # noqa: E402
+                          summarize_confusion, sweep_confusions)
 
-METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle")
+METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "aeft")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
             "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly.
 COMMON = ["method.label_smoothing=0.1"]
+# Overrides that scale with the epoch budget: AEFT's switch at epoch 18 of 40.
+SCHEDULES = {"aeft": lambda epochs: [f"method.switch_epoch={max(1, round(epochs * 18 / 40))}"]}
+# Threshold ranges of the references' own CAM evaluations (reported next to the common sweep).
+OWN_THRESHOLDS = {"aeft": "0.10:0.34:0.01"}
 DEFINITIONS = {
     "miou": "CAM mIoU (%) at the best background threshold of the sweep: background channel of constant t "
             "padded in front of the max-normalised CAMs, argmax; confusion summed over the split, mean over "
@@ -73,6 +82,9 @@ DEFINITIONS = {
     "seconds": "wall-clock seconds of training (tools/train_cam.py, shared 2-core CPU: noisy)",
     "cpu_seconds": "CPU seconds (user + sys) of the training process and its data workers",
     "infer_seconds": "wall-clock seconds of tools/infer_cam.py on the split",
+    "contour_f": "mean over foreground classes of the contour F-score (ICAM's definition, tools/evaluate.py) of "
+                 "the label maps at the best threshold",
+    "protocols": "the same CAMs scored by the reference's own threshold range: best mIoU and threshold within it",
 }
 
 
@@ -180,8 +192,10 @@ def score(cam_dir, dataset, gts, parts, thresholds):
     hits[0] = hits[1:].sum(axis=0)  # row 0 (the unused background id): all object classes together
     pct = lambda a, b: round(100.0 * a / max(1, b), 2)  # noqa: E731
     at_best = summarize_confusion(conf[best], names)["per_class"]
+    contour = evaluate(EvalJob(gt=DatasetGT(dataset), pred_dir=Path(cam_dir), thresholds=[t], workers=1,
+                               progress=False), "cam")["contour_f"]
     return {
-        "miou": round(curve[best], 2), "threshold": t,
+        "miou": round(curve[best], 2), "threshold": t, "contour_f": round(contour["mean_f"], 2),
         "fg_recall": pct(fg_hit[best], fg_gt[best]), "fg_precision": pct(fg_hit[best], fg_pred[best]),
         "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
         "per_class": {name: {"iou": round(at_best[name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
@@ -211,17 +225,23 @@ def main(argv=None):
     results = {}
     for method in args.methods.split(","):
         base, extra = VARIANTS.get(method, (method, []))
-        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *args.overrides]
+        schedule = SCHEDULES.get(base, lambda epochs: [])(args.epochs)
+        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *schedule,
+                     *args.overrides]
         if base in ("poc", "pnoc"):
             overrides.append(f"method.oc_exp={oc_exp}")
         exp = work / method
         res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
+        if base in OWN_THRESHOLDS:
+            own = score(cams, dataset, gts, parts, parse_thresholds(OWN_THRESHOLDS[base]))
+            res["protocols"] = {"own_thresholds": {"range": OWN_THRESHOLDS[base], **{
+                k: own[k] for k in ("miou", "threshold", "fg_recall", "fg_precision", "contour_f")}}}
         results[method] = res
         print(f"[priors_synthetic] {method}: mIoU {res['miou']:.2f} at t={res['threshold']:.2f}, "
               f"fg recall {res['fg_recall']:.2f} (part {res['part_recall']:.2f}, body {res['body_recall']:.2f}), "
-              f"{res['seconds']:.0f}s", flush=True)
+              f"contour F {res['contour_f']:.2f}, {res['seconds']:.0f}s", flush=True)
 
     write_json(args.out, {
         "benchmark": "priors_synthetic", "command": command, "definitions": DEFINITIONS,

@@ -4,6 +4,7 @@
 #
 #   bash runners/1-priors.sh                                   # synthetic benchmark on the CPU
 #   DATASET=voc DATA_ROOT=/data/VOC2012 GPUS=4 METHOD=puzzle bash runners/1-priors.sh
+#   METHOD=aeft bash runners/1-priors.sh                        # AEFT-GPP (configs/$DATASET/aeft.yaml)
 #
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then
@@ -52,11 +53,14 @@ infer_cams() {
   "${LAUNCH[@]}" tools/infer_cam.py --exp "$1" --split "$2" --out "$1/cams/$2" "${FORCE[@]}"
 }
 
-# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json
+# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json, sweeping the
+# method's own threshold range when its config sets infer.thresholds (AEFT: 0.10-0.34)
 evaluate_cams() {
   echo "[1-priors] evaluate CAMs of $2"
+  local thresholds
+  thresholds=$(config_value "$1/config.yaml" infer.thresholds)
   "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam \
-    --out "$1/eval_cam_$2.json" "${FORCE[@]}" | tail -n 3
+    ${thresholds:+--thresholds "$thresholds"} --out "$1/eval_cam_$2.json" "${FORCE[@]}" | tail -n 3
 }
 
 print_table() {  # print_table EXP SPLIT...: mIoU / threshold per split, and the baselines
