@@ -5,8 +5,6 @@ are the single-process gradients, for the paper's defaults and for the reference
 (classification on the first images of the global batch, the negative's own label mask, the
 mask not detached). Run as a script by torchrun itself."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from wsss.cams.aeft import AEFT
 from wsss.engine import StepContext
 from wsss.engine import distributed as du
+from conftest import torchrun
 
 B, C, S = 8, 4, 32
 WORLD = 2
@@ -59,11 +58,7 @@ def run(task, rows, module=None):
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_match_the_whole_batch(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-           __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(__file__, tmp_path, WORLD, timeout=300)
     for name in VARIANTS:
         ranks = [torch.load(tmp_path / f"{name}{r}.pt") for r in range(WORLD)]
         single = run(make_task(name), slice(0, B))
