@@ -40,8 +40,9 @@ from wsss.engine.checkpoint import load_checkpoint
 from wsss.engine.trainer import AMP_DTYPES
 from wsss.errors import CheckpointError, ConfigError
 from wsss.postprocess import crf_from_probs, crf_params, parallel_map
-from wsss.segmentation import SEG_TASKS, image_logits
+from wsss.segmentation import image_logits
 from wsss.segmentation.inference import INPUT_RESIZES
+from wsss.stage import stage_task
 
 INFER_DEFAULTS = {"scales": [0.5, 1.0, 1.5, 2.0], "flip": True, "align_corners": False, "flip_sum": False,
                   "resize": "pil_bicubic", "num_workers": 2}
@@ -90,8 +91,7 @@ def training_config(ckpt, path, overrides):
 
 def load_model(ckpt, path, cfg, num_classes, device):
     """The segmentation network of a train_seg checkpoint, in eval mode on ``device``."""
-    task_cls = SEG_TASKS.get((cfg.get("method") or {}).get("name") or "deeplab")
-    return task_cls.from_checkpoint(cfg, num_classes, ckpt, path=path).model.to(device).eval()
+    return stage_task("segmentation", cfg).from_checkpoint(cfg, num_classes, ckpt, path=path).model.to(device).eval()
 
 
 def _first(batch):

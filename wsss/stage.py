@@ -25,6 +25,34 @@ from .engine.options import format_options
 from .errors import ConfigError
 
 
+#: stage -> (module, registry attribute, task used when a config names none), imported on first use
+STAGE_REGISTRIES = {
+    "cam": ("wsss.cams", "METHODS", None),
+    "saliency": ("wsss.saliency", "SALIENCY_TASKS", None),
+    "affinity": ("wsss.affinity", "AFFINITY_TASKS", "irn"),
+    "segmentation": ("wsss.segmentation", "SEG_TASKS", "deeplab"),
+}
+
+
+def stage_registry(stage):
+    """The registry of ``stage``'s trainable tasks (``cam``, ``saliency``, ``affinity``,
+    ``segmentation``): the one place that maps a stage name to its registry."""
+    import importlib
+
+    if stage not in STAGE_REGISTRIES:
+        raise ConfigError(f"unknown stage {stage!r}", fix=f"use one of {', '.join(STAGE_REGISTRIES)}")
+    module, attr, _ = STAGE_REGISTRIES[stage]
+    return getattr(importlib.import_module(module), attr)
+
+
+def stage_task(stage, cfg):
+    """The task class of ``stage`` that ``cfg``'s ``method.name`` names (else the stage's default)."""
+    name = (cfg.get("method") or {}).get("name") or STAGE_REGISTRIES[stage][2]
+    if not name:
+        raise ConfigError(f"the config names no {stage} task", fix="set method.name")
+    return stage_registry(stage).get(name)
+
+
 def train_parser(doc, registry, exp_default="", required=("config",)):
     """The arguments every train tool shares; ``required`` are required unless ``--list-options``
     (check them with :func:`check_required`)."""

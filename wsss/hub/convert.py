@@ -32,16 +32,16 @@ from ..data.io import write_json
 from ..engine.checkpoint import FORMAT, save_checkpoint
 from ..errors import CheckpointError, ConfigError
 from ..registry import Registry
+from ..stage import stage_task
 from . import REPO_ROOT
 
 CONVERTERS = Registry("hub converter")
-TASKS = Registry("hub task kind")
 _SHOWN = 6
 
 
 @dataclass(frozen=True)
 class Converter:
-    """``task``: the :data:`TASKS` kind; ``wrap``: the task's network prefix; ``renames``: ordered
+    """``task``: the stage (:func:`wsss.stage.stage_task`); ``wrap``: the task's network prefix; ``renames``: ordered
     ``(old prefix, new prefix)`` pairs for the non-backbone keys (the first match wins);
     ``trunk``: a fixed backbone prefix instead of the era rule; ``add``: extra entries; ``drop``:
     prefixes of released keys the toolkit network does not have and that are dropped on purpose
@@ -107,39 +107,11 @@ CONVERTERS.register("icam-deeplabv1")(Converter(
     note="ICAM final.pth (DeepLab-LargeFOV v1 on ResNet-38d) -> deeplabv1"))
 
 
-@TASKS.register("cam")
-def _cam_task(cfg, num_classes):
-    from ..cams import build_method
-
-    return build_method(cfg["method"]["name"], cfg, num_classes)
-
-
-@TASKS.register("saliency")
-def _saliency_task(cfg, num_classes):
-    from ..saliency import SALIENCY_METHODS
-
-    return SALIENCY_METHODS.get(cfg["method"]["name"])().task(cfg)
-
-
-@TASKS.register("affinity")
-def _affinity_task(cfg, num_classes):
-    from ..affinity.net import AffinityTask
-
-    return AffinityTask(cfg)
-
-
-@TASKS.register("segmentation")
-def _segmentation_task(cfg, num_classes):
-    from ..segmentation.task import SegmentationTask
-
-    return SegmentationTask(cfg, num_classes)
-
-
 def build_task(kind, cfg, num_classes, meta=False):
     """The toolkit task of ``kind`` from ``cfg``; ``meta=True`` builds it without memory or
     initialisation (on the meta device), to be filled by ``load_state_dict(..., assign=True)``."""
     with torch.device("meta") if meta else contextlib.nullcontext():
-        return TASKS.get(kind)(cfg, num_classes)
+        return stage_task(kind, cfg)(cfg, num_classes)
 
 
 def experiment_config(art, root=REPO_ROOT):
