@@ -17,7 +17,9 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
    Puzzle terms from that of erasing. ``aeft`` (AEFT-GPP, ``configs/synthetic/aeft.yaml``) switches
    from classification alone to its erasing triplet at T = 18/40 of the run (the reference's
-   epoch 18 of 40), scaled to ``--epochs`` (2 epochs: T = 1).
+   epoch 18 of 40), scaled to ``--epochs`` (2 epochs: T = 1); ``aeft-notriplet`` (the same schedule,
+   triplet weights 0) and ``aeft-gap`` (AEFT's head with GAP instead of GPP, no triplet) separate
+   the effect of GPP from that of the triplet.
 3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips; each method's own inference, e.g.
    AEFT's ReLU after upsampling), then the threshold sweep of ``tools/evaluate.py --mode cam``
    (same library functions), the coverage numbers below and the contour F-score at the best
@@ -62,7 +64,10 @@ METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "aef
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
-            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"])}
+            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"]),
+            # AEFT's ablations: the GPP classifier without the triplet; its head with GAP instead of GPP
+            "aeft-notriplet": ("aeft", ["method.attract_weight=0", "method.repel_weight=0"]),
+            "aeft-gap": ("aeft", ["method.gpp=false", "method.attract_weight=0", "method.repel_weight=0"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly.
 COMMON = ["method.label_smoothing=0.1"]
 # Overrides that scale with the epoch budget: AEFT's switch at epoch 18 of 40.

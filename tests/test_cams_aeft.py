@@ -267,6 +267,18 @@ def test_no_lr_multiplier_option_and_parameter_names(syn):
     assert default["new.weight"] == 10.0
 
 
+def test_gap_baseline_without_gpp(syn):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(syn, gpp=False)
+    task = AEFT(cfg, 8).train()
+    assert task.net.gpp is None and not any("gpp" in n for n, _ in task.named_parameters())
+    x = torch.randn(2, 3, 48, 48)
+    logits, cams, gated = task.net(x)
+    assert torch.allclose(logits, cams.mean(dim=(2, 3))) and gated is cams
+    out = task.training_step(batch_of(task, cfg, 4), StepContext(epoch=2, cfg=cfg))
+    assert torch.isfinite(out["loss"]) and "repel" in out
+
+
 def batch_of(task, cfg, n):
     from wsss.data import collate
 

@@ -37,7 +37,7 @@ from ..engine import Option, all_gather_grad, param_groups_4
 from ..errors import ConfigError
 from .base import METHODS, CAMMethod
 from .gpp import GRIDS, GatedPyramidPooling, signed_logits
-from .losses import mlsm
+from .losses import gap2d, mlsm
 from .triplet import attraction, positive_mask, repulsion, select_negatives, triplet_vectors
 
 
@@ -45,7 +45,8 @@ class AEFTNet(nn.Module):
     """``forward(x) -> (logits (B, C), cams A (B, C, h, w), gated G (B, C, h, w))``.
 
     ``fc8`` / ``fc9`` keep the reference's names (Xavier-uniform init, as there) and read the
-    backbone's ``feature`` map (``c5``) whatever its width; ``gpp`` holds ``gconv1..3``."""
+    backbone's ``feature`` map (``c5``) whatever its width; ``gpp`` holds ``gconv1..3``.
+    ``grids=None`` builds the poster's GAP baseline: no GPP, logits GAP(A), G = A."""
 
     def __init__(self, backbone, num_classes, hidden=256, feature="c5", grids=GRIDS):
         super().__init__()
@@ -58,17 +59,19 @@ class AEFTNet(nn.Module):
         self.fc9 = nn.Conv2d(int(hidden), num_classes, 1, bias=False)
         nn.init.xavier_uniform_(self.fc8.weight)
         nn.init.xavier_uniform_(self.fc9.weight)
-        self.gpp = GatedPyramidPooling(num_classes, grids)
+        self.gpp = GatedPyramidPooling(num_classes, grids) if grids else None
 
     def heads(self):
         """The layers AEFT adds to the backbone."""
-        return [self.fc8, self.fc9, self.gpp]
+        return [m for m in (self.fc8, self.fc9, self.gpp) if m is not None]
 
     def cams(self, x):
         return self.fc9(F.relu(self.fc8(self.backbone(x)[self.feature])))
 
     def forward(self, x):
         cams = self.cams(x)
+        if self.gpp is None:
+            return gap2d(cams), cams, cams
         gated = self.gpp(cams)
         return signed_logits(cams, gated), cams, gated
 
@@ -81,7 +84,8 @@ class AEFTNet(nn.Module):
         model = cfg.get("model") or {}
         backbone = backbone_from_config(model)
         freeze_prefixes(backbone, tuple(model.get("frozen_prefixes") or ()))
-        return cls(backbone, num_classes, hidden=opts["hidden"], feature=opts["feature"], grids=opts["grids"])
+        grids = opts["grids"] if opts["gpp"] else None
+        return cls(backbone, num_classes, hidden=opts["hidden"], feature=opts["feature"], grids=grids)
 
 
 NEGATIVE_MASKS = ("anchor", "negative")
@@ -100,6 +104,7 @@ class AEFT(CAMMethod):
         "hidden": Option(256, "width of fc8"),
         "feature": Option("c5", "backbone feature map read by fc8"),
         "grids": Option(list(GRIDS), "GPP grid sizes, coarse to fine"),
+        "gpp": Option(True, "false: the GAP baseline of the poster's ablation (logits GAP(A), the triplet on A)"),
         "erase_threshold": Option(0.6, "the positive image keeps x * a where a < this (TH[0])"),
         "low_threshold": Option(0.2, "the anchor's weakly activated area: maxnorm(A) < this (TH[1])"),
         "attract_weight": Option(0.2, "weight of the attraction (W[1])"),
