@@ -1,5 +1,5 @@
-"""Vanilla CAM, P-OC, P-NOC and CPN side by side on the built-in synthetic benchmark: CAM mIoU,
-object coverage and contour F, same backbone, same budget.
+"""Vanilla CAM, P-OC, P-NOC, ICAM, CPN and AEFT-GPP side by side on the built-in synthetic
+benchmark: CAM mIoU, object coverage and contour F, same backbone, same budget.
 
     nice -n 10 python benchmarks/priors_synthetic.py --data /work/data/synthetic \
         --work /tmp/priors_synthetic2 --out benchmarks/results/priors_synthetic.json
@@ -16,10 +16,16 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    from that backbone; P-OC/P-NOC use the OC of step 1 (``method.oc_exp``). Puzzle-CAM, and
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
    Puzzle terms from that of erasing. ``cpn`` (``configs/synthetic/cpn.yaml``) runs the same way;
-   ``cpn-reference`` with the reference's quirks, ``cpn-grid`` with grid pairs.
-3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
-   ``tools/evaluate.py --mode cam`` (same library functions), the coverage numbers below and the
-   contour F-score (ICAM's definition) at the best threshold.
+   ``cpn-reference`` with the reference's quirks, ``cpn-grid`` with grid pairs. ``aeft``
+   (AEFT-GPP, ``configs/synthetic/aeft.yaml``) switches from classification alone to its erasing
+   triplet at T = 18/40 of the run (the reference's epoch 18 of 40), scaled to ``--epochs`` (2
+   epochs: T = 1); ``aeft-notriplet`` (the same schedule, triplet weights 0) and ``aeft-gap``
+   (AEFT's head with GAP instead of GPP, no triplet) separate the effect of GPP from that of the
+   triplet.
+3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips; each method's own inference, e.g.
+   AEFT's ReLU after upsampling), then the threshold sweep of ``tools/evaluate.py --mode cam``
+   (same library functions), the coverage numbers below and the contour F-score (ICAM's
+   definition) at the best threshold.
 4. ``icam`` (``configs/synthetic/icam.yaml``, ICAM's own recipe: no label smoothing) from the same
    backbone for the same epochs and batch. Its CAM files store a background map (1 - the sum of
    its classes): every number is given for both protocols, the toolkit's sweep of the foreground
@@ -68,7 +74,7 @@ from wsss.metrics import (DatasetGT, cam_to_labels, confusion_matrix, contour_co
                           parse_thresholds, summarize_confusion, summarize_contour, sweep_confusions)
 
 METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam", "icam-nofs", "icam-gap",
-           "cam-os8", "cpn", "cpn-reference", "cpn-grid")
+           "cam-os8", "cpn", "cpn-reference", "cpn-grid", "aeft", "aeft-notriplet", "aeft-gap")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
@@ -83,10 +89,15 @@ VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.pu
             # .view), and with the grid strategy instead of superpixels
             "cpn-reference": ("cpn", ["method.hide_draw=reference", "method.slic_on=normalized",
                                       "method.key_layout=reference"]),
-            "cpn-grid": ("cpn", ["method.strategy=grid"])}
+            "cpn-grid": ("cpn", ["method.strategy=grid"]),
+            # AEFT's ablations: the GPP classifier without the triplet; its head with GAP instead of GPP
+            "aeft-notriplet": ("aeft", ["method.attract_weight=0", "method.repel_weight=0"]),
+            "aeft-gap": ("aeft", ["method.gpp=false", "method.attract_weight=0", "method.repel_weight=0"])}
 # Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly
 # (ICAM, a recipe of its own, overrides it back to 0 in VARIANTS).
 COMMON = ["method.label_smoothing=0.1"]
+# Overrides that scale with the epoch budget: AEFT's switch at epoch 18 of 40.
+SCHEDULES = {"aeft": lambda epochs: [f"method.switch_epoch={max(1, round(epochs * 18 / 40))}"]}
 DEFINITIONS = {
     "miou": "CAM mIoU (%) at the best background threshold of the sweep: background channel of constant t "
             "padded in front of the max-normalised CAMs, argmax; confusion summed over the split, mean over "
@@ -259,7 +270,6 @@ def score(cam_dir, dataset, gts, parts, thresholds):
         out["stored_background"] = {"protocol": "stored-background", **region_scores(stored, hits, contour, dataset)}
     return out
 
-
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(argv)
@@ -280,7 +290,9 @@ def main(argv=None):
     results = {}
     for method in args.methods.split(","):
         base, extra = VARIANTS.get(method, (method, []))
-        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *args.overrides]
+        schedule = SCHEDULES.get(base, lambda epochs: [])(args.epochs)
+        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *schedule,
+                     *args.overrides]
         if base in ("poc", "pnoc"):
             overrides.append(f"method.oc_exp={oc_exp}")
         exp = work / method

@@ -5,6 +5,7 @@
 #   bash runners/1-priors.sh                                   # synthetic benchmark on the CPU
 #   METHOD=icam bash runners/1-priors.sh                       # ICAM: both protocols (stored background, sweep)
 #   DATASET=voc DATA_ROOT=/data/VOC2012 GPUS=4 METHOD=puzzle bash runners/1-priors.sh
+#   METHOD=aeft bash runners/1-priors.sh                        # AEFT-GPP (configs/$DATASET/aeft.yaml)
 #
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then

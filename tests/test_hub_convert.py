@@ -136,6 +136,11 @@ def released(kind, task, era):
         n = task.net
         return Holder(**dict(n.backbone.named_children()), fc8=n.fc8, f8_3=n.side.f8_3, f8_4=n.side.f8_4,
                       f9=n.pcm.f9, f10=n.f10)
+    if kind == "aeft-cam":  # AEFT networks/resnet38d.py Net_gpp: the trunk's names, fc8, bn8 (unused), fc9, gconv1..3
+        net = task.net
+        bn8 = fill_(nn.BatchNorm2d(net.fc8.out_channels), seed=9)
+        return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, bn8=bn8, fc9=net.fc9,
+                      **dict(net.gpp.named_children()))
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],
@@ -176,7 +181,7 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("psa/voc/res38-cls", {}, None, 16, False),
     ("icam/voc/cam", {}, None, 16, False),
     ("cpn/voc/bundle", {}, None, 16, False),
-]
+]  # AEFT's CAM net: test_aeft_release_drops_bn8_explicitly_and_keeps_the_gates
 
 
 HEAVY = ("resnest50", "psa/", "icam/voc/cam", "cpn/")  # 25 M / 105 M parameters: seconds each
@@ -288,3 +293,35 @@ def test_every_convertible_artefact_builds_from_its_config():
         built.add(key)
         task = build_task(conv.task, cfg, art.classes, meta=True)
         assert hasattr(task.get_submodule(conv.wrap + "backbone"), "checkpoint_family"), name
+
+
+@pytest.mark.slow
+def test_aeft_release_drops_bn8_explicitly_and_keeps_the_gates(request, tmp_path):
+    """AEFT's net_main holds ``bn8`` (defined, unused in its forward): the converter accepts and
+    drops it by name (listed in the report), never by a non-strict load; the GPP gates load, so
+    the logits (through GPP) match too. A Drive folder with its one checkpoint converts; any
+    other unknown key is still an error."""
+    art = hub.get("aeft/voc/cam")
+    direct, kind = toolkit_task(art, backbone=request.getfixturevalue("resnet38d"))
+    state = released(art.converter, direct, None).state_dict()
+    assert "bn8.running_var" in state and "gconv3.att_n.0.weight" in state
+    folder = tmp_path / "files"
+    folder.mkdir()
+    torch.save(state, folder / "039net_main.pth")
+    (folder / ".complete").write_text("{}")
+    report = convert(art, folder, tmp_path / "exp")
+    assert report["layout"] == "plain" and report["file"].endswith("039net_main.pth")
+    assert sorted(report["dropped"]) == sorted(k for k in state if k.startswith("bn8."))
+    loaded = load_experiment(tmp_path / "exp", kind, art.classes)
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for a, b in zip(direct.net(x), loaded.net(x)):  # logits, CAMs, gated maps
+            assert a.shape == b.shape and a.abs().sum() > 0 and torch.equal(a, b)
+    ckpt = torch.load(tmp_path / "exp" / "checkpoints" / "last.pth", weights_only=True)
+    assert ckpt["config"]["method"]["name"] == "aeft" and ckpt["config"]["model"]["weights"] is None
+    torch.save({**state, "bn9.weight": torch.ones(256)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"1 unexpected \(net.backbone.bn9.weight\)"):
+        convert(art, tmp_path / "other.pth", tmp_path / "exp2")
+    torch.save(state, folder / "038net_main.pth")
+    with pytest.raises(CheckpointError, match="exactly one checkpoint"):
+        convert(art, folder, tmp_path / "exp3")

@@ -9,7 +9,8 @@ the sweep (``--mode cam`` / ``saliency``; a method config's ``infer.thresholds``
 toolkit's range, e.g. CPN's 0.20-0.59 on its halved maps), pseudo masks on train and segmentation
 on val as index PNGs (dCRF as the configs say), VOC test as PNGs for the evaluation server; a
 table with ``contour: true`` (ICAM's) also scores the contour F-score. CAM files that store their
-method's background (ICAM) are scored against it, as that method's protocol. Rows whosenetwork has no wsss module (``module pending``) or whose computation differs (``does not
+method's background (ICAM) are scored against it, as that method's protocol. Rows whose
+network has no wsss module (``module pending``) or whose computation differs (``does not
 reproduce``) are not run; the table says so.
 """
 
