@@ -13,7 +13,8 @@ association mass that points outside is lost. Everything here is a fixed number 
 - :func:`walk_cells` (``refine_with_affmat``): ``x(s) <- sum_d A_d(s) x(s + d)``;
 - :func:`scatter_cells` (the DRM's reconstruction): each cell n sends ``w_k(n) z(n)`` to cell
   ``n - o_k``, i.e. ``out(s) = sum_k w_k(s + o_k) z(s + o_k)``;
-- :func:`neighbours`: the values of the (2r+1)^2 neighbours of every cell, padded.
+- :func:`neighbours`: the values of the (2r+1)^2 neighbours of every cell, padded;
+- :func:`hard_superpixels`: each pixel's most associated cell, as superpixel ids.
 """
 
 import torch
@@ -116,3 +117,18 @@ def scatter_cells(values, weights):
     cell ``n - o_k``; what leaves the grid is lost)."""
     sent = values[:, :, None] * weights[:, None].to(values.dtype)  # (B, C, 9, h, w)
     return _fold3(sent.flip(2), values.shape[2:])  # channel k goes to n - o_k = n + o_(8-k)
+
+
+def hard_superpixels(assoc, cell=16):
+    """Superpixel ids (B, H, W) int64: each pixel's most associated cell ``n(p) + o_k``
+    (``row * w + col`` of the cell grid; an argmax pointing outside falls back to the own cell)."""
+    b, _, hh, ww = assoc.shape
+    h, w = hh // cell, ww // cell
+    k = assoc.argmax(1)
+    off = torch.tensor(OFFSETS9, device=assoc.device)[k]  # (B, H, W, 2)
+    ys = torch.arange(hh, device=assoc.device)[:, None] // cell
+    xs = torch.arange(ww, device=assoc.device)[None, :] // cell
+    ty, tx = ys + off[..., 0], xs + off[..., 1]
+    outside = (ty < 0) | (ty >= h) | (tx < 0) | (tx >= w)
+    ty, tx = torch.where(outside, ys.expand_as(ty), ty), torch.where(outside, xs.expand_as(tx), tx)
+    return ty * w + tx
