@@ -12,6 +12,7 @@ from wsss.engine import Option, TaskModule, declared_options, format_options, re
 from wsss.errors import ConfigError
 from wsss.saliency import SALIENCY_TASKS
 from wsss.segmentation import SEG_TASKS
+from wsss.superpixel import SUPERPIXEL_TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "weights": None, "backbone_init": None}
@@ -77,6 +78,8 @@ def stage_of(path, cfg):
         return AFFINITY_TASKS, cfg["method"]["name"]
     if stem in ("ccam", "poolnet"):
         return SALIENCY_TASKS, cfg["method"]["name"]
+    if stem == "superpixel":
+        return SUPERPIXEL_TASKS, cfg["method"]["name"]
     name = (cfg.get("method") or {}).get("name")
     return (METHODS, name) if name else None
 
