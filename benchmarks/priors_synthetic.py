@@ -28,8 +28,10 @@ training split (0..255, no threshold) are the saliency; the association network
 those CAMs. SP-CAM itself then trains for ``--epochs`` from the OC's backbone like every row.
 Its row reports the sweep (``miou``, as the other rows, at ``walk_steps`` 20), its own GT-free
 protocol (``stored_background``: the constant background 0.3 stored in its CAM files, no
-threshold chosen on ground truth) and, in ``walk_grid``, the sweep's best for each number of
-walk steps r in {0, 20, 30, 40} (the reference's ground-truth-tuned choice of (r, th)).
+threshold chosen on ground truth), ``saliency_selected`` (th chosen without ground truth, as the
+best agreement of the training split's SP-CAM foreground with its saliency) and, in
+``walk_grid``, the sweep's best for each number of walk steps r in {0, 20, 30, 40} (the
+reference's ground-truth-tuned choice of (r, th)).
 
 Coverage: the synthetic objects are a large body shared by two classes plus a small
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
@@ -59,6 +61,7 @@ sys.path.insert(0, str(ROOT))
 from wsss.cli import run_main  # noqa: E402
 from wsss.data import build_dataset  # noqa: E402
 from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E402
+from wsss.data.maps import load_gray_map  # noqa: E402
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
@@ -89,6 +92,8 @@ DEFINITIONS = {
     "stored_background": "(spcam) mIoU, fg recall / precision and contour F for the method's stored constant "
                          "background (no sweep, no ground truth in the choice)",
     "walk_grid": "(spcam) per number of superpixel-walk steps r: the sweep's best mIoU and threshold",
+    "saliency_selected": "(spcam) mIoU etc. at the threshold whose foreground best agrees (IoU) with the training "
+                         "split's saliency (> 0.5) on the training split's SP-CAMs: a choice without ground truth",
     "prep": "(spcam) the inputs made before training it: first CAM, C2AM-H saliency, association network",
 }
 #: SP-CAM's walk steps scored in ``walk_grid`` (the reference's grid); the first is the default
@@ -257,6 +262,7 @@ def spcam_inputs(args, work, common):
                                [f"train.epochs={args.superpixel_epochs}", f"method.sal_dir={saliency}",
                                 f"method.cam_dir={cams}", *args.overrides], tool="tools/train_superpixel.py")
     made["saliency"] = "C2AM-H activation maps of the training split (0..255, infer.binarize=false)"
+    made["saliency_dir"] = str(saliency)
     return [f"method.sal_dir={saliency}", f"method.superpixel_exp={superpixel}"], made
 
 
@@ -278,7 +284,33 @@ def run_spcam(exp, args, overrides, dataset, gts, parts, thresholds, common, wor
                        stored_background={"walk_steps": r, **score_labels(cams, dataset, gts)})
     best = max(res["walk_grid"].items(), key=lambda kv: kv[1]["miou"])
     res["gt_tuned"] = {"walk_steps": best[0], "threshold": best[1]["threshold"], "miou": best[1]["miou"]}
+    # a ground-truth-free choice of th: the best agreement with the training split's saliency
+    train_cams, _ = infer(exp, args, split="train", out=Path(exp) / "cams" / f"train_r{WALK_GRID[0]}",
+                          overrides=[f"method.walk_steps={WALK_GRID[0]}"], log=Path(exp).with_suffix(".infer_train.log"))
+    th = saliency_threshold(train_cams, build_dataset("synthetic", args.data, "train"),
+                            made["saliency_dir"], thresholds)
+    res["saliency_selected"] = {"walk_steps": WALK_GRID[0], **th,
+                                **score_labels(Path(exp) / "cams" / f"{args.split}_r{WALK_GRID[0]}", dataset, gts,
+                                               th["threshold"])}
     return res
+
+
+def saliency_threshold(cam_dir, dataset, sal_dir, thresholds, sal_cut=0.5):
+    """The background threshold whose foreground (max CAM > t) best agrees (IoU, summed over the
+    split) with the saliency maps binarised at ``sal_cut``: no ground truth involved."""
+    inter = np.zeros(len(thresholds))
+    union = np.zeros(len(thresholds))
+    ts = np.asarray(thresholds, np.float32)[:, None, None]
+    for image_id in tqdm(dataset.ids, desc="saliency agreement", mininterval=1.0):
+        cam = load_cam(find_cam(cam_dir, image_id))
+        top = cam["hr_cam"].max(0) if len(cam["hr_cam"]) else np.zeros(cam["hr_cam"].shape[1:], np.float32)
+        sal = load_gray_map(Path(sal_dir) / f"{image_id}.png", top.shape) / 255.0 > sal_cut
+        fg = top[None] > ts
+        inter += (fg & sal).sum((1, 2))
+        union += (fg | sal).sum((1, 2))
+    agreement = inter / np.maximum(union, 1)
+    best = int(np.argmax(agreement))
+    return {"threshold": float(thresholds[best]), "saliency_iou": round(100 * float(agreement[best]), 2)}
 
 
 def main(argv=None):
@@ -309,8 +341,10 @@ def main(argv=None):
             # the first CAM is the cam row's experiment: same overrides (spcam has no variant extras)
             res = run_spcam(exp, args, overrides, dataset, gts, parts, thresholds, overrides, work)
             results[method] = res
+            sel = res["saliency_selected"]
             print(f"[priors_synthetic] spcam: stored background (r 20, th 0.3) mIoU "
-                  f"{res['stored_background']['miou']:.2f}; GT-tuned (r, th) = ({res['gt_tuned']['walk_steps']}, "
+                  f"{res['stored_background']['miou']:.2f}; saliency-selected th {sel['threshold']:.2f}: "
+                  f"{sel['miou']:.2f}; GT-tuned (r, th) = ({res['gt_tuned']['walk_steps']}, "
                   f"{res['gt_tuned']['threshold']:.2f}): {res['gt_tuned']['miou']:.2f}", flush=True)
         else:
             res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
