@@ -35,6 +35,20 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    ``icam-gap`` (no importance sampling: the GAP term alone), ``cam-os8`` (vanilla CAM at ICAM's
    output stride 8).
 
+``spcam`` (SP-CAM, docs/methods/spcam.md) first builds its inputs in ``<work>/spcam_prep``, none
+of them from ground truth: the ``cam`` row's experiment (trained here when missing, with the same
+command) is the first CAM; its CAMs of the training split are the hints of C2AM-H
+(``configs/synthetic/ccam.yaml``, from that CAM's backbone), whose activation maps of the
+training split (0..255, no threshold) are the saliency; the association network
+(``configs/synthetic/superpixel.yaml``, ``--superpixel-epochs``) learns from that saliency and
+those CAMs. SP-CAM itself then trains for ``--epochs`` from the OC's backbone like every row.
+Its row reports the sweep (``miou``, as the other rows, at ``walk_steps`` 20), its own GT-free
+protocol (``stored_background``: the constant background 0.3 stored in its CAM files, no
+threshold chosen on ground truth), ``saliency_selected`` (th chosen without ground truth, as the
+best agreement of the training split's SP-CAM foreground with its saliency) and, in
+``walk_grid``, the sweep's best for each number of walk steps r in {0, 20, 30, 40} (the
+reference's ground-truth-tuned choice of (r, th)).
+
 Coverage: the synthetic objects are a large body shared by two classes plus a small
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
 (checked against the ground-truth PNGs). ``fg_recall`` = ground-truth foreground pixels predicted
@@ -66,6 +80,7 @@ sys.path.insert(0, str(ROOT))
 from wsss.cli import run_main  # noqa: E402
 from wsss.data import build_dataset  # noqa: E402
 from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E402
+from wsss.data.maps import load_gray_map  # noqa: E402
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
@@ -74,7 +89,7 @@ from wsss.metrics import (DatasetGT, cam_to_labels, confusion_matrix, contour_co
                           parse_thresholds, summarize_confusion, summarize_contour, sweep_confusions)
 
 METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam", "icam-nofs", "icam-gap",
-           "cam-os8", "cpn", "cpn-reference", "cpn-grid", "aeft", "aeft-notriplet", "aeft-gap")
+           "cam-os8", "cpn", "cpn-reference", "cpn-grid", "aeft", "aeft-notriplet", "aeft-gap", "spcam")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
@@ -117,7 +132,16 @@ DEFINITIONS = {
     "seconds": "wall-clock seconds of training (tools/train_cam.py, shared 2-core CPU: noisy)",
     "cpu_seconds": "CPU seconds (user + sys) of the training process and its data workers",
     "infer_seconds": "wall-clock seconds of tools/infer_cam.py on the split",
+    "contour_f": "(spcam) contour F-score (%) at the best threshold (tools/evaluate.py's ICAM definition)",
+    "stored_background": "(spcam) mIoU, fg recall / precision and contour F for the method's stored constant "
+                         "background (no sweep, no ground truth in the choice)",
+    "walk_grid": "(spcam) per number of superpixel-walk steps r: the sweep's best mIoU and threshold",
+    "saliency_selected": "(spcam) mIoU etc. at the threshold whose foreground best agrees (IoU) with the training "
+                         "split's saliency (> 0.5) on the training split's SP-CAMs: a choice without ground truth",
+    "prep": "(spcam) the inputs made before training it: first CAM, C2AM-H saliency, association network",
 }
+#: SP-CAM's walk steps scored in ``walk_grid`` (the reference's grid); the first is the default
+WALK_GRID = (20, 0, 30, 40)
 
 
 def parse_args(argv=None):
@@ -130,6 +154,8 @@ def parse_args(argv=None):
     p.add_argument("--oc-override", dest="oc_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of the OC only (repeatable)")
     p.add_argument("--epochs", type=int, default=2, help="epochs of every compared method")
+    p.add_argument("--superpixel-epochs", type=int, default=10, help="epochs of SP-CAM's association network")
+    p.add_argument("--saliency-epochs", type=int, default=3, help="epochs of C2AM-H (SP-CAM's saliency)")
     p.add_argument("--split", default="val", help="split whose CAMs are scored")
     p.add_argument("--thresholds", default="0.05:0.80:0.05")
     p.add_argument("--threads", type=int, default=1, help="torch threads per stage (OMP_NUM_THREADS)")
@@ -155,8 +181,8 @@ def run_stage(cmd, log_path, threads):
     return wall, cpu
 
 
-def train(config, exp, args, overrides):
-    cmd = [sys.executable, "tools/train_cam.py", "--config", config, "--data", args.data, "--exp", exp,
+def train(config, exp, args, overrides, tool="tools/train_cam.py"):
+    cmd = [sys.executable, tool, "--config", config, "--data", args.data, "--exp", exp,
            f"train.num_workers={args.workers}", *overrides] + (["--overwrite"] if args.overwrite else [])
     ckpt_path, timing = Path(exp) / "checkpoints" / "last.pth", Path(exp).with_suffix(".cpu.json")
     steps_before = int(load_checkpoint(ckpt_path)["step"]) if ckpt_path.is_file() and not args.overwrite else 0
@@ -169,11 +195,12 @@ def train(config, exp, args, overrides):
             "epochs": int(ckpt["epoch"]), "final_metrics": ckpt.get("metrics"), "command": shlex.join(map(str, cmd))}
 
 
-def infer(exp, args):
-    out = Path(exp) / "cams" / args.split
-    cmd = [sys.executable, "tools/infer_cam.py", "--exp", exp, "--split", args.split, "--out", out,
-           f"infer.num_workers={args.workers}"] + (["--overwrite"] if args.overwrite else [])
-    wall, _ = run_stage(cmd, Path(exp).with_suffix(".infer.log"), args.threads)
+def infer(exp, args, split=None, out=None, overrides=(), log=None):
+    split = split or args.split
+    out = out or Path(exp) / "cams" / split
+    cmd = [sys.executable, "tools/infer_cam.py", "--exp", exp, "--split", split, "--out", out,
+           f"infer.num_workers={args.workers}", *overrides] + (["--overwrite"] if args.overwrite else [])
+    wall, _ = run_stage(cmd, log or Path(exp).with_suffix(".infer.log"), args.threads)
     return out, round(wall, 1)
 
 
@@ -270,6 +297,99 @@ def score(cam_dir, dataset, gts, parts, thresholds):
         out["stored_background"] = {"protocol": "stored-background", **region_scores(stored, hits, contour, dataset)}
     return out
 
+def score_labels(cam_dir, dataset, gts, threshold=None):
+    """mIoU, foreground recall / precision and contour F of CAM files at ``threshold`` (None:
+    against their stored background)."""
+    k = dataset.num_classes + 1
+    conf, contour = np.zeros((k, k + 1), np.int64), 0
+    for image_id in dataset.ids:
+        cam = load_cam(find_cam(cam_dir, image_id))
+        if threshold is not None:
+            cam.pop("hr_cam_bg", None)
+        pred = cam_to_labels(cam, threshold)
+        conf += confusion_matrix(gts[image_id], pred, k)
+        contour = contour + contour_counts(gts[image_id], pred, k)
+    pct = lambda a, b: round(100.0 * a / max(1, b), 2)  # noqa: E731
+    return {"miou": round(summarize_confusion(conf, ["background", *dataset.class_names])["miou"], 2),
+            "fg_recall": pct(conf[1:, 1:k].sum(), conf[1:].sum()),
+            "fg_precision": pct(conf[1:, 1:k].sum(), conf[:, 1:k].sum()),
+            "contour_f": round(summarize_contour(contour, dataset.class_names)["mean_f"], 2)}
+
+
+def spcam_inputs(args, work, common):
+    """SP-CAM's saliency and association network, made without ground truth (module doc):
+    returns (overrides for SP-CAM, what was made)."""
+    prep = work / "spcam_prep"
+    prep.mkdir(parents=True, exist_ok=True)
+    first = work / "cam"
+    made = {"first_cam": train("configs/synthetic/cam.yaml", first, args, common)}
+    cams, made["first_cam"]["infer_train_seconds"] = infer(first, args, "train", prep / "cams_train",
+                                                           log=prep / "cams_train.log")
+    ccamh = prep / "ccamh"
+    made["ccamh"] = train("configs/synthetic/ccam.yaml", ccamh, args,
+                          [f"train.epochs={args.saliency_epochs}", f"method.cam_dir={cams}",
+                           f"model.backbone_init={first}/checkpoints/last.pth", "model.backbone_init_prefix=net.backbone.",
+                           *args.overrides], tool="tools/train_saliency.py")
+    saliency = prep / "saliency_train"
+    cmd = [sys.executable, "tools/infer_saliency.py", "--exp", ccamh, "--split", "train", "--data", args.data,
+           "--out", saliency, "infer.binarize=false"] + (["--overwrite"] if args.overwrite else [])
+    made["saliency_seconds"] = round(run_stage(cmd, prep / "saliency_train.log", args.threads)[0], 1)
+    superpixel = prep / "superpixel"
+    made["superpixel"] = train("configs/synthetic/superpixel.yaml", superpixel, args,
+                               [f"train.epochs={args.superpixel_epochs}", f"method.sal_dir={saliency}",
+                                f"method.cam_dir={cams}", *args.overrides], tool="tools/train_superpixel.py")
+    made["saliency"] = "C2AM-H activation maps of the training split (0..255, infer.binarize=false)"
+    made["saliency_dir"] = str(saliency)
+    return [f"method.sal_dir={saliency}", f"method.superpixel_exp={superpixel}"], made
+
+
+def run_spcam(exp, args, overrides, dataset, gts, parts, thresholds, common, work):
+    """Train SP-CAM, infer it for every walk length of WALK_GRID and score each (module doc)."""
+    inputs, made = spcam_inputs(args, work, common)
+    res = train("configs/synthetic/spcam.yaml", exp, args, [*overrides, *inputs])
+    res["prep"] = made
+    res["walk_grid"] = {}
+    for r in WALK_GRID:
+        out = Path(exp) / "cams" / f"{args.split}_r{r}"
+        cams, seconds = infer(exp, args, out=out, overrides=[f"method.walk_steps={r}"],
+                              log=Path(exp).with_suffix(f".infer_r{r}.log"))
+        swept = score(cams, dataset, gts, parts, thresholds)
+        res["walk_grid"][r] = {"miou": swept["miou"], "threshold": swept["threshold"], "infer_seconds": seconds}
+        if r == WALK_GRID[0]:
+            res.update(swept, infer_seconds=seconds, walk_steps=r,
+                       contour_f=score_labels(cams, dataset, gts, swept["threshold"])["contour_f"],
+                       stored_background={"walk_steps": r, **score_labels(cams, dataset, gts)})
+    best = max(res["walk_grid"].items(), key=lambda kv: kv[1]["miou"])
+    res["gt_tuned"] = {"walk_steps": best[0], "threshold": best[1]["threshold"], "miou": best[1]["miou"]}
+    # a ground-truth-free choice of th: the best agreement with the training split's saliency
+    train_cams, _ = infer(exp, args, split="train", out=Path(exp) / "cams" / f"train_r{WALK_GRID[0]}",
+                          overrides=[f"method.walk_steps={WALK_GRID[0]}"], log=Path(exp).with_suffix(".infer_train.log"))
+    th = saliency_threshold(train_cams, build_dataset("synthetic", args.data, "train"),
+                            made["saliency_dir"], thresholds)
+    res["saliency_selected"] = {"walk_steps": WALK_GRID[0], **th,
+                                **score_labels(Path(exp) / "cams" / f"{args.split}_r{WALK_GRID[0]}", dataset, gts,
+                                               th["threshold"])}
+    return res
+
+
+def saliency_threshold(cam_dir, dataset, sal_dir, thresholds, sal_cut=0.5):
+    """The background threshold whose foreground (max CAM > t) best agrees (IoU, summed over the
+    split) with the saliency maps binarised at ``sal_cut``: no ground truth involved."""
+    inter = np.zeros(len(thresholds))
+    union = np.zeros(len(thresholds))
+    ts = np.asarray(thresholds, np.float32)[:, None, None]
+    for image_id in tqdm(dataset.ids, desc="saliency agreement", mininterval=1.0):
+        cam = load_cam(find_cam(cam_dir, image_id))
+        top = cam["hr_cam"].max(0) if len(cam["hr_cam"]) else np.zeros(cam["hr_cam"].shape[1:], np.float32)
+        sal = load_gray_map(Path(sal_dir) / f"{image_id}.png", top.shape) / 255.0 > sal_cut
+        fg = top[None] > ts
+        inter += (fg & sal).sum((1, 2))
+        union += (fg | sal).sum((1, 2))
+    agreement = inter / np.maximum(union, 1)
+    best = int(np.argmax(agreement))
+    return {"threshold": float(thresholds[best]), "saliency_iou": round(100 * float(agreement[best]), 2)}
+
+
 def main(argv=None):
     args = parse_args(argv)
     command = shlex.join([Path(sys.executable).name, *sys.argv]) if argv is None else shlex.join(argv)
@@ -296,6 +416,16 @@ def main(argv=None):
         if base in ("poc", "pnoc"):
             overrides.append(f"method.oc_exp={oc_exp}")
         exp = work / method
+        if base == "spcam":
+            # the first CAM is the cam row's experiment: same overrides (spcam has no variant extras)
+            res = run_spcam(exp, args, overrides, dataset, gts, parts, thresholds, overrides, work)
+            results[method] = res
+            sel = res["saliency_selected"]
+            print(f"[priors_synthetic] spcam: stored background (r 20, th 0.3) mIoU "
+                  f"{res['stored_background']['miou']:.2f}; saliency-selected th {sel['threshold']:.2f}: "
+                  f"{sel['miou']:.2f}; GT-tuned (r, th) = ({res['gt_tuned']['walk_steps']}, "
+                  f"{res['gt_tuned']['threshold']:.2f}): {res['gt_tuned']['miou']:.2f}", flush=True)
+            continue
         res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
@@ -315,14 +445,14 @@ def main(argv=None):
             print(f"[priors_synthetic] {method} (own sweep {own}): mIoU {m['miou']:.2f} at t={m['threshold']:.2f}, "
                   f"fg recall {m['fg_recall']:.2f}, contour F {m['contour_f']:.2f}", flush=True)
 
-
     write_json(args.out, {
         "benchmark": "priors_synthetic", "command": command, "definitions": DEFINITIONS,
         "setup": {"data": meta, "split": args.split, "images": len(dataset), "backbone": "resnet18 width 32 (OS16)",
                   "oc_epochs": args.oc_epochs, "epochs": args.epochs, "thresholds": args.thresholds,
                   "threads": args.threads, "init": "every compared method starts from the OC's backbone "
                   "(model.weights), new head; P-OC/P-NOC use the OC itself as their ordinary classifier",
-                  "common_overrides": COMMON, "oc_overrides": args.oc_overrides},
+                  "common_overrides": COMMON, "oc_overrides": args.oc_overrides,
+                  "superpixel_epochs": args.superpixel_epochs, "saliency_epochs": args.saliency_epochs},
         "ordinary_classifier": oc, "results": results})
     summary = ", ".join(f"{m} {r['miou']:.1f}/{r['fg_recall']:.1f}" for m, r in results.items())
     print(f"[priors_synthetic] mIoU/fg-recall on {args.split}: {summary} -> {args.out}")

@@ -11,11 +11,23 @@
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then
 # P-NOC (or P-OC) reads it through method.oc_exp.
 #
+# METHOD=spcam (SP-CAM) needs saliency maps and an association network before its own training:
+# a first vanilla CAM (configs/$DATASET/cam.yaml -> $FIRST_EXP) and its CAMs of the training split,
+# then, unless SALIENCY names a folder of <id>.png maps, runners/2-saliency.sh on that CAM
+# (C2AM-H, then PoolNet unless WITH_POOLNET=0), then the association network
+# (configs/$DATASET/superpixel.yaml -> $SP_EXP) on that saliency and those CAMs, then SP-CAM.
+# Its CAM files store its constant background (method.bg_threshold): the scores below use it,
+# no threshold is swept.
+#
 # Environment (defaults in brackets):
 #   DATASET      synthetic | voc | coco                          [synthetic]
 #   DATA_ROOT    dataset root                                    [data/$DATASET]
 #   METHOD       CAM method, configs/$DATASET/$METHOD.yaml       [pnoc]
 #   OC_EXP       ordinary classifier of poc/pnoc (trained first) [$EXP_ROOT/${DATASET}_oc]
+#   FIRST_EXP    spcam: the first CAM (vanilla cam)               [$EXP_ROOT/${DATASET}_cam]
+#   SALIENCY     spcam: saliency of the training split            [runner 2's last maps]
+#   SP_EXP       spcam: association network                       [$EXP_ROOT/${DATASET}_superpixel]
+#   SAL_OVERRIDES, SP_OVERRIDES  spcam: overrides of runner 2's trainings / of the association network
 #   BACKBONE     overrides model.backbone (e.g. resnet50)        [the config's]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   EXP_ROOT     experiments folder                              [experiments]
@@ -117,6 +129,24 @@ case "$METHOD" in
     OC_EXP=${OC_EXP:-$EXP_ROOT/${DATASET}_oc}
     train_method cam "configs/$DATASET/oc.yaml" "$OC_EXP"
     EXTRA+=("method.oc_exp=$OC_EXP")
+    ;;
+  spcam)  # first CAM -> saliency -> association network (see the header)
+    FIRST_EXP=${FIRST_EXP:-$EXP_ROOT/${DATASET}_cam}
+    SP_EXP=${SP_EXP:-$EXP_ROOT/${DATASET}_superpixel}
+    train_method cam "configs/$DATASET/cam.yaml" "$FIRST_EXP"
+    infer_cams "$FIRST_EXP" "$TRAIN_SPLIT"
+    SALIENCY=${SALIENCY:-}
+    if [ -z "$SALIENCY" ]; then
+      DATASET=$DATASET DATA_ROOT=$DATA_ROOT GPUS=$GPUS EXP_ROOT=$EXP_ROOT PRIORS=$FIRST_EXP TRAIN_SPLIT=$TRAIN_SPLIT \
+        EVAL_SPLITS="" OVERRIDES="${SAL_OVERRIDES:-}" OVERWRITE=$OVERWRITE bash runners/2-saliency.sh
+      if [ "${WITH_POOLNET:-1}" = 1 ]; then SALIENCY=$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT
+      else SALIENCY=$EXP_ROOT/${DATASET}_ccamh/saliency/$TRAIN_SPLIT; fi
+    fi
+    echo "[1-priors] train the association network (saliency $SALIENCY) -> $SP_EXP"
+    "${LAUNCH[@]}" tools/train_superpixel.py --config "configs/$DATASET/superpixel.yaml" --data "$DATA_ROOT" \
+      --exp "$SP_EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "method.sal_dir=$SALIENCY" \
+      "method.cam_dir=$FIRST_EXP/cams/$TRAIN_SPLIT" ${SP_OVERRIDES:-}
+    EXTRA+=("method.sal_dir=$SALIENCY" "method.superpixel_exp=$SP_EXP")
     ;;
 esac
 train_method "$METHOD" "$CONFIG" "$EXP"

@@ -24,6 +24,10 @@
 #                the walked scores on TRAIN_SPLIT's ground truth (tuned on ground truth, as the CAM
 #                thresholds are; P-NOC sweeps it too before fixing 0.3)   [the config's infer.bg_threshold]
 #   OVERRIDES    extra key=value config overrides, space-separated
+#   POSTPROCESS  rw = the above; none = pseudo masks straight from the CAMs (their stored background,
+#                else CAM_THRESHOLD), for methods whose inference is their post-processing (SP-CAM's
+#                superpixel walk)                                         [none for METHOD=spcam, else rw]
+#   CAM_THRESHOLD  POSTPROCESS=none: background score for CAM files without a stored background
 # Outputs: $EXP/aff_labels, $EXP (checkpoints), $EXP/pseudo/<split> (index PNGs for stage 4);
 # with RW_THRESHOLD=best also $EXP/rw/<split> (walked scores), eval_rwscores_<split>.json, threshold.txt.
 # Reruns skip finished work; OVERWRITE=1 redoes everything.
@@ -51,43 +55,55 @@ if [ ! -d "$CAMS" ]; then
   echo "[3-rw] no CAMs in $CAMS: run runners/1-priors.sh first (or set PRIORS)" >&2
   exit 2
 fi
-SALIENCY=${SALIENCY:-}
-if [ -z "$SALIENCY" ] && [ -d "$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT" ]; then
-  SALIENCY=$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT
-fi
-SAL=(); [ -n "$SALIENCY" ] && SAL=(--saliency "$SALIENCY")
-echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENCY}$([ -n "$SALIENCY" ] || echo "(no saliency)")"
-"$PY" tools/make_affinity_labels.py --config "$CONFIG" --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --cams "$CAMS" \
-  "${SAL[@]}" --out "$EXP/aff_labels" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
-
-# Without ImageNet weights (synthetic), the frozen backbone is the CAM network's.
-INIT=(); [ "$DATASET" = synthetic ] && INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
-echo "[3-rw] train AffinityNet -> $EXP"
-"${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
-  --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"
-
-# The trained experiment's effective config: $CONFIG with the OVERRIDES given to its training.
-RW_THRESHOLD=${RW_THRESHOLD:-$(config_value "$EXP/config.yaml" infer.bg_threshold)}
-[ "$OVERWRITE" = 1 ] && rm -f "$EXP/threshold.txt"
-if [ "$RW_THRESHOLD" = best ]; then
-  echo "[3-rw] walked scores of $TRAIN_SPLIT -> $EXP/rw/$TRAIN_SPLIT"
-  "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
-    --save-rw "$EXP/rw/$TRAIN_SPLIT" --scores-only "${FORCE[@]}" "${EXTRA[@]}"
-  if [ ! -f "$EXP/threshold.txt" ]; then
-    "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --pred "$EXP/rw/$TRAIN_SPLIT" --mode cam \
-      --no-contour --out "$EXP/eval_rwscores_$TRAIN_SPLIT.json" --overwrite | tail -n 1
-    save_best_threshold "$EXP/eval_rwscores_$TRAIN_SPLIT.json" "$EXP/threshold.txt"
+POSTPROCESS=${POSTPROCESS:-$([ "${METHOD:-pnoc}" = spcam ] && echo none || echo rw)}
+if [ "$POSTPROCESS" = none ]; then
+  CAM_THRESHOLD=${CAM_THRESHOLD:-}
+  echo "[3-rw] pseudo masks of $TRAIN_SPLIT straight from $CAMS -> $EXP/pseudo/$TRAIN_SPLIT"
+  "$PY" tools/make_pseudo_masks.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --scores "$CAMS" \
+    --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" ${CAM_THRESHOLD:+--threshold "$CAM_THRESHOLD"} | tail -n 1
+elif [ "$POSTPROCESS" = rw ]; then
+  SALIENCY=${SALIENCY:-}
+  if [ -z "$SALIENCY" ] && [ -d "$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT" ]; then
+    SALIENCY=$EXP_ROOT/${DATASET}_poolnet/saliency/$TRAIN_SPLIT
   fi
-  RW_THRESHOLD=$(cat "$EXP/threshold.txt")
-  CRF=$(config_value "$EXP/config.yaml" infer.crf.preset)
-  echo "[3-rw] pseudo masks of $TRAIN_SPLIT at the sweep's threshold $RW_THRESHOLD -> $EXP/pseudo/$TRAIN_SPLIT"
-  "$PY" tools/make_pseudo_masks.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --scores "$EXP/rw/$TRAIN_SPLIT" \
-    --threshold "$RW_THRESHOLD" --crf "${CRF:-none}" --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}"
+  SAL=(); [ -n "$SALIENCY" ] && SAL=(--saliency "$SALIENCY")
+  echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENCY}$([ -n "$SALIENCY" ] || echo "(no saliency)")"
+  "$PY" tools/make_affinity_labels.py --config "$CONFIG" --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --cams "$CAMS" \
+    "${SAL[@]}" --out "$EXP/aff_labels" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
+
+  # Without ImageNet weights (synthetic), the frozen backbone is the CAM network's.
+  INIT=(); [ "$DATASET" = synthetic ] && INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
+  echo "[3-rw] train AffinityNet -> $EXP"
+  "${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
+    --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"
+
+  # The trained experiment's effective config: $CONFIG with the OVERRIDES given to its training.
+  RW_THRESHOLD=${RW_THRESHOLD:-$(config_value "$EXP/config.yaml" infer.bg_threshold)}
+  [ "$OVERWRITE" = 1 ] && rm -f "$EXP/threshold.txt"
+  if [ "$RW_THRESHOLD" = best ]; then
+    echo "[3-rw] walked scores of $TRAIN_SPLIT -> $EXP/rw/$TRAIN_SPLIT"
+    "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
+      --save-rw "$EXP/rw/$TRAIN_SPLIT" --scores-only "${FORCE[@]}" "${EXTRA[@]}"
+    if [ ! -f "$EXP/threshold.txt" ]; then
+      "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --pred "$EXP/rw/$TRAIN_SPLIT" --mode cam \
+        --no-contour --out "$EXP/eval_rwscores_$TRAIN_SPLIT.json" --overwrite | tail -n 1
+      save_best_threshold "$EXP/eval_rwscores_$TRAIN_SPLIT.json" "$EXP/threshold.txt"
+    fi
+    RW_THRESHOLD=$(cat "$EXP/threshold.txt")
+    CRF=$(config_value "$EXP/config.yaml" infer.crf.preset)
+    echo "[3-rw] pseudo masks of $TRAIN_SPLIT at the sweep's threshold $RW_THRESHOLD -> $EXP/pseudo/$TRAIN_SPLIT"
+    "$PY" tools/make_pseudo_masks.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --scores "$EXP/rw/$TRAIN_SPLIT" \
+      --threshold "$RW_THRESHOLD" --crf "${CRF:-none}" --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}"
+  else
+    echo "[3-rw] pseudo masks of $TRAIN_SPLIT -> $EXP/pseudo/$TRAIN_SPLIT"
+    "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
+      --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" \
+      ${RW_THRESHOLD:+"infer.bg_threshold=$RW_THRESHOLD"}
+  fi
+
 else
-  echo "[3-rw] pseudo masks of $TRAIN_SPLIT -> $EXP/pseudo/$TRAIN_SPLIT"
-  "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \
-    --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" \
-    ${RW_THRESHOLD:+"infer.bg_threshold=$RW_THRESHOLD"}
+  echo "[3-rw] unknown POSTPROCESS=$POSTPROCESS (rw | none)" >&2
+  exit 2
 fi
 
 RESULTS=()

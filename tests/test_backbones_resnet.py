@@ -127,3 +127,29 @@ def test_registry_and_config_errors():
         meta_backbone("resnet50", width=32)
     with pytest.raises(ConfigError, match="output_stride"):
         meta_backbone("resnet50", output_stride=12)
+
+
+def test_undilated_last_stage_puzzlecam_layout():
+    """``dilate_last=False``: layer4 keeps stride 1 and dilation 1 everywhere (Puzzle-CAM's /
+    SP-CAM's ResNet-50, strides (2, 2, 2, 1)), same torchvision keys, same weights load, c5 at
+    stride 16."""
+    m = meta_backbone("resnet50", output_stride=16, dilate_last=False)
+    assert list(m.state_dict()) == torchvision_keys(DEPTHS["resnet50"], True)
+    assert conv2_attr(m, "layer4", "dilation") == [1, 1, 1]
+    assert conv2_attr(m, "layer4", "padding") == [1, 1, 1]
+    assert conv2_attr(m, "layer4", "stride") == [1, 1, 1]
+    assert conv2_attr(m, "layer3", "stride") == [2] + [1] * 5
+    assert m.strides["c5"] == 16
+    assert stage_plan(16, dilate_last=False) == [(1, 1, 1), (2, 1, 1), (2, 1, 1), (1, 1, 1)]
+    with pytest.raises(ConfigError, match="output stride 16"):
+        stage_plan(8, dilate_last=False)
+    # same weights, different receptive field: the outputs differ, the stem/layer1-3 do not
+    torch.manual_seed(0)
+    a = build_backbone("resnet18", output_stride=16, width=8).eval()
+    b = build_backbone("resnet18", output_stride=16, width=8, dilate_last=False).eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        fa, fb = a(x), b(x)
+    assert torch.equal(fa["c4"], fb["c4"]) and not torch.allclose(fa["c5"], fb["c5"])
+    assert [(blk.conv1.dilation[0], blk.conv2.dilation[0]) for blk in b.layer4] == [(1, 1), (1, 1)]

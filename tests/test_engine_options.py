@@ -15,6 +15,7 @@ from wsss.errors import ConfigError
 from wsss.saliency import SALIENCY_TASKS
 from wsss.segmentation import SEG_TASKS
 from wsss.segmentation.deeplab import freeze_prefixes
+from wsss.superpixel import SUPERPIXEL_TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 # frozen_prefixes name parameters of the config's own backbone: checked on it (meta device) below
@@ -82,6 +83,8 @@ def stage_of(path, cfg):
         return AFFINITY_TASKS, cfg["method"]["name"]
     if stem in ("ccam", "poolnet"):
         return SALIENCY_TASKS, cfg["method"]["name"]
+    if stem == "superpixel":
+        return SUPERPIXEL_TASKS, cfg["method"]["name"]
     name = (cfg.get("method") or {}).get("name")
     return (METHODS, name) if name else None
 

@@ -23,9 +23,11 @@ from wsss.data.synthetic import generate
 from wsss.engine import StepContext, save_checkpoint
 from wsss.saliency import SALIENCY_TASKS
 from wsss.segmentation import SEG_TASKS
+from wsss.superpixel import SUPERPIXEL_TASKS
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-REGISTRIES = {"methods": METHODS, "saliency": SALIENCY_TASKS, "affinity": AFFINITY_TASKS, "segmentation": SEG_TASKS}
+REGISTRIES = {"methods": METHODS, "saliency": SALIENCY_TASKS, "affinity": AFFINITY_TASKS, "segmentation": SEG_TASKS,
+              "superpixel": SUPERPIXEL_TASKS}
 CASES = [(stage, name) for stage, reg in REGISTRIES.items() for name in reg.names()]
 
 
@@ -53,12 +55,14 @@ def inputs(tmp_path_factory):
         save_gray_png(tmp / "saliency" / f"{i}.png", (((gt > 0) & (gt < 255)) * 255).astype(np.uint8))
         save_index_png(tmp / "labels" / f"{i}.png", gt)
     values = {"root": root, "cams": tmp / "cams", "saliency": tmp / "saliency", "labels": tmp / "labels",
-              "oc_exp": tmp / "oc"}
-    # a finished vanilla-CAM experiment: the ordinary classifier of P-OC / P-NOC
-    cfg = _fill(load_config(CONFIGS / "methods" / "cam.yaml"), values)
-    oc = METHODS.get("cam")(cfg, ds.num_classes)
-    save_config(cfg, tmp / "oc" / "config.yaml")
-    save_checkpoint(tmp / "oc" / "checkpoints" / "last.pth", {"state_dict": oc.state_dict(), "config": cfg, "epoch": 1})
+              "oc_exp": tmp / "oc", "superpixel_exp": tmp / "superpixel"}
+    # finished experiments: a vanilla CAM (the ordinary classifier of P-OC / P-NOC) and the
+    # association network of SP-CAM
+    for stage, name, exp in (("methods", "cam", "oc"), ("superpixel", "psam", "superpixel")):
+        cfg = _fill(load_config(CONFIGS / stage / f"{name}.yaml"), values)
+        task = REGISTRIES[stage].get(name)(cfg, ds.num_classes)
+        save_config(cfg, tmp / exp / "config.yaml")
+        save_checkpoint(tmp / exp / "checkpoints" / "last.pth", {"state_dict": task.state_dict(), "config": cfg, "epoch": 1})
     return values, ds.num_classes
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from wsss import hub
 from wsss.cli import Timer, run_main
 from wsss.errors import ConfigError, WSSSError
-from wsss.hub.convert import convert
+from wsss.hub.convert import CONVERTERS, companion_artefacts, convert
 from wsss.hub.download import Fetcher
 from wsss.hub.drive import drive_id
 
@@ -65,7 +65,9 @@ def get_one(fetcher, art, args):
     line = f"{art.name}: {path}"
     if art.convertible and not args.no_convert:
         exp = Path(args.exp) if args.exp else Path("experiments") / "hub" / art.name
-        report = convert(art, path, exp, overwrite=args.force)
+        needs = companion_artefacts(CONVERTERS.get(art.converter))  # e.g. SP-CAM's Q model
+        report = convert(art, path, exp, overwrite=args.force,
+                         companions={c.name: c.cache_path(fetcher.cache) for c in needs})
         fetcher.pin(art.name, verified=True)
         line += f" -> experiment {exp} (P-NOC layout {report.get('layout')})" if art.seed == "pnoc" else \
             f" -> experiment {exp}"

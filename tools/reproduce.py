@@ -75,7 +75,7 @@ def run_row(row, art, plan, ctx, fetcher):
         paths = {a.name: fetcher.fetch(a) for a in plan.downloads}
         if plan.convert:
             conv_art, exp = plan.convert
-            convert(conv_art, paths[conv_art.name], exp)
+            convert(conv_art, paths[conv_art.name], exp, companions=paths)
             fetcher.pin(conv_art.name, verified=True)
         for cmd in plan.commands:
             run_command(cmd() if callable(cmd) else cmd, log=lambda c: print(f"[reproduce] {row['id']}: {c}"))

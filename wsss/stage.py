@@ -31,12 +31,13 @@ STAGE_REGISTRIES = {
     "saliency": ("wsss.saliency", "SALIENCY_TASKS", None),
     "affinity": ("wsss.affinity", "AFFINITY_TASKS", "irn"),
     "segmentation": ("wsss.segmentation", "SEG_TASKS", "deeplab"),
+    "superpixel": ("wsss.superpixel", "SUPERPIXEL_TASKS", None),
 }
 
 
 def stage_registry(stage):
     """The registry of ``stage``'s trainable tasks (``cam``, ``saliency``, ``affinity``,
-    ``segmentation``): the one place that maps a stage name to its registry."""
+    ``segmentation``, ``superpixel``): the one place that maps a stage name to its registry."""
     import importlib
 
     if stage not in STAGE_REGISTRIES:

@@ -7,9 +7,10 @@ Parameter names are torchvision's (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
 Dilation follows torchvision's ``replace_stride_with_dilation``, which the official ResNeSt code
 shares: a stage that stops striding multiplies the dilation by its stride, and its first block
 keeps the previous stage's dilation. Output stride 16: layer4 conv2 dilations [1, 2, 2];
-output stride 8: layer3 [1, 2, 2, 2, 2, 2] and layer4 [2, 4, 4]. (Quirk, not reproduced: P-NOC's
-own ResNet-50/101 copy only removes layer4's stride and never dilates it; its ResNeSt models,
-which carry the published P-NOC numbers, use the rule above.)
+output stride 8: layer3 [1, 2, 2, 2, 2, 2] and layer4 [2, 4, 4]. ``dilate_last=False`` (output
+stride 16 only) keeps layer4 at stride 1 WITHOUT dilation: the Puzzle-CAM / P-NOC ResNet copy
+(``strides=(2, 2, 2, 1)``), which SP-CAM's released ResNet-50 classifier was trained with. P-NOC's
+ResNeSt models, which carry its published numbers, use the dilated rule.
 
 torchvision's BasicBlock refuses dilation; ours dilates both 3x3 convs of a BasicBlock with the
 block's dilation (the only use is resnet18 at output stride 8/16, which has no public dilated
@@ -30,11 +31,15 @@ from ..errors import ConfigError
 OUTPUT_STRIDES = (8, 16, 32)
 
 
-def stage_plan(output_stride):
-    """``[(stride, dilation, first_block_dilation)]`` of layer1..layer4 for an output stride."""
+def stage_plan(output_stride, dilate_last=True):
+    """``[(stride, dilation, first_block_dilation)]`` of layer1..layer4 for an output stride;
+    ``dilate_last=False`` leaves an unstrided layer4 undilated (output stride 16 only)."""
     if output_stride not in OUTPUT_STRIDES:
         raise ConfigError(f"output_stride {output_stride!r} is not supported by ResNet backbones",
                           fix=f"use one of {', '.join(map(str, OUTPUT_STRIDES))}")
+    if not dilate_last and output_stride != 16:
+        raise ConfigError(f"dilate_last: false is defined at output stride 16, not {output_stride}",
+                          fix="set output_stride: 16 or drop dilate_last")
     plan, current, dilation = [], 4, 1
     for stride in (1, 2, 2, 2):
         previous = dilation
@@ -43,6 +48,8 @@ def stage_plan(output_stride):
         else:
             current *= stride
         plan.append((stride, dilation, previous))
+    if not dilate_last:
+        plan[3] = (plan[3][0], 1, 1)
     return plan
 
 
@@ -109,12 +116,12 @@ class ResNet(nn.Module):
 
     checkpoint_family = "resnet"
 
-    def __init__(self, block, layers, output_stride=16, norm_layer=nn.BatchNorm2d, width=64):
+    def __init__(self, block, layers, output_stride=16, norm_layer=nn.BatchNorm2d, width=64, dilate_last=True):
         super().__init__()
         self.block = block
         self.norm_layer = norm_layer
         self.output_stride = output_stride
-        plan = stage_plan(output_stride)
+        plan = stage_plan(output_stride, dilate_last)
         stem_channels = self._make_stem(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -171,14 +178,14 @@ class ResNet(nn.Module):
         return {"c1": c1, "c2": c2, "c3": c3, "c4": c4, "c5": c5}
 
 
-def resnet18(output_stride=16, norm_layer=nn.BatchNorm2d, width=64):
+def resnet18(output_stride=16, norm_layer=nn.BatchNorm2d, width=64, dilate_last=True):
     """ResNet-18; ``width`` is the base width (64 = torchvision; 16 or 32 for CPU demos)."""
-    return ResNet(BasicBlock, [2, 2, 2, 2], output_stride, norm_layer, width=width)
+    return ResNet(BasicBlock, [2, 2, 2, 2], output_stride, norm_layer, width=width, dilate_last=dilate_last)
 
 
-def resnet50(output_stride=16, norm_layer=nn.BatchNorm2d):
-    return ResNet(Bottleneck, [3, 4, 6, 3], output_stride, norm_layer)
+def resnet50(output_stride=16, norm_layer=nn.BatchNorm2d, dilate_last=True):
+    return ResNet(Bottleneck, [3, 4, 6, 3], output_stride, norm_layer, dilate_last=dilate_last)
 
 
-def resnet101(output_stride=16, norm_layer=nn.BatchNorm2d):
-    return ResNet(Bottleneck, [3, 4, 23, 3], output_stride, norm_layer)
+def resnet101(output_stride=16, norm_layer=nn.BatchNorm2d, dilate_last=True):
+    return ResNet(Bottleneck, [3, 4, 23, 3], output_stride, norm_layer, dilate_last=dilate_last)

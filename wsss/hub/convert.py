@@ -43,16 +43,23 @@ _SHOWN = 6
 class Converter:
     """``task``: the stage (:func:`wsss.stage.stage_task`); ``wrap``: the task's network prefix; ``renames``: ordered
     ``(old prefix, new prefix)`` pairs for the non-backbone keys (the first match wins);
-    ``trunk``: a fixed backbone prefix instead of the era rule; ``add``: extra entries; ``drop``:
-    prefixes of released keys the toolkit network does not have and that are dropped on purpose
-    (listed in the report, e.g. AEFT's unused ``bn8``)."""
+    ``trunk``: a fixed backbone prefix instead of the era rule; ``backbone``: False for networks
+    without one (every key goes through ``renames``); ``add``: extra entries; ``drop``: prefixes of
+    released keys the toolkit network does not have and that are dropped on purpose (listed in the
+    report, e.g. AEFT's unused ``bn8``); ``arch(state, cfg)``: config overrides read from the
+    file's keys (e.g. which backbone it holds); ``companions``: ``(task prefix, artefact name)``
+    pairs of other registry artefacts, already downloaded, whose weights complete the task (loaded
+    as their own converter reads them)."""
 
     task: str
     wrap: str
     renames: tuple = ()
     trunk: str = None
+    backbone: bool = True
     add: dict = field(default_factory=dict)
     drop: tuple = ()
+    arch: object = None
+    companions: tuple = ()
     note: str = ""
 
 
@@ -108,6 +115,30 @@ CONVERTERS.register("aeft-cam")(Converter(
     task="cam", wrap="net.", renames=(("fc8.", "fc8."), ("fc9.", "fc9."), ("gconv", "gpp.gconv")), drop=("bn8.",),
     note="AEFT-GPP net_main (ResNet-38d, fc8 -> ReLU -> fc9, GPP gates gconv1..3) -> method aeft; bn8 is "
          "defined but unused in the reference's forward: dropped"))
+CONVERTERS.register("spcam-superpixel")(Converter(
+    task="superpixel", wrap="net.", backbone=False, renames=(("", ""),),
+    note="SP-CAM's Q model / SpixelFCN's SpixelNet1l_bn (same names) -> the association network (psam)"))
+
+
+def _spcam_arch(state, cfg):
+    """SP-CAM's trunk from its keys: torchvision ResNet names (``model.conv1.weight``) mean its
+    Puzzle-CAM ResNet with an undilated stride-1 layer4; ResNeSt's deep stem (``model.conv1.0.weight``)
+    the release commit's ResNeSt-50."""
+    backbone = ((cfg.get("model") or {}).get("backbone") or "")
+    if "model.conv1.weight" in state:
+        return {"model.backbone_kwargs.dilate_last": False,
+                **({"model.backbone": "resnet50"} if backbone.startswith("resnest") else {})}
+    if "model.conv1.0.weight" in state and not backbone.startswith("resnest"):
+        return {"model.backbone": "resnest50", "model.backbone_kwargs": {}}
+    return {}
+
+
+CONVERTERS.register("spcam-classifier")(Converter(
+    task="cam", wrap="net.", renames=(("get_qfeats.", "drm.q_feats."), ("get_tran_conv.", "drm.tran_conv."),
+                                      ("classifier.", "head.")),
+    arch=_spcam_arch, companions=(("spixel.", "spcam/q-final"),),
+    note="SP-CAM SP_CAM_Model (release commit: model.* + stage aliases, get_qfeats, get_tran_conv, 1 + C "
+         "classifier) + its Q model -> method spcam"))
 CONVERTERS.register("icam-deeplabv1")(Converter(
     task="segmentation", wrap="model.",
     renames=(("conv_fov.", "head.fov.0."), ("bn_fov.", "head.fov.1."), ("conv_fov2.", "head.fov2.0."),
@@ -146,7 +177,9 @@ def _few(keys):
 def convert_state(conv, state, family, path=None):
     """Map a released state dict to the task's keys: ``(task state, report)``; unknown keys
     raise :class:`CheckpointError`."""
-    if conv.trunk:
+    if not conv.backbone:
+        trunk, heads, dropped, layout = {}, {k.removeprefix("module."): v for k, v in state.items()}, [], "no backbone"
+    elif conv.trunk:
         state = {k.removeprefix("module."): v for k, v in state.items()}
         trunk = {k[len(conv.trunk):]: v for k, v in state.items() if k.startswith(conv.trunk)}
         heads = {k: v for k, v in state.items() if not k.startswith(conv.trunk)}
@@ -219,10 +252,40 @@ def checkpoint_file(art, src):
     return hits[0]
 
 
-def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
+def _read_torch(name, path):
+    raw, fmt = read_checkpoint(path)
+    if fmt != "torch":
+        raise CheckpointError(f"{name} must be a torch checkpoint, got {fmt}", path=path)
+    return raw
+
+
+def companion_artefacts(conv):
+    """The registry artefacts ``conv`` needs besides its own file."""
+    from . import get
+
+    return [get(name) for _, name in conv.companions]
+
+
+def companion_states(conv, paths=None):
+    """The weights of ``conv``'s companion artefacts (``paths[name]``, else their file in the
+    cache), each converted by its own converter, under the task prefixes ``conv.companions`` names."""
+    out = {}
+    for (prefix, name), art in zip(conv.companions, companion_artefacts(conv)):
+        path = Path((paths or {}).get(name) or art.cache_path())
+        if not path.is_file():
+            raise CheckpointError(f"this network also needs {name}, which is not downloaded", path=path,
+                                  fix=f"python tools/download.py {name}")
+        other = CONVERTERS.get(art.converter)
+        sub, _ = convert_state(other, _read_torch(name, path), None, path)
+        out.update({prefix + k[len(other.wrap):]: v for k, v in sub.items()})
+    return out
+
+
+def convert(art, src, exp, overwrite=False, root=REPO_ROOT, companions=None):
     """Convert the downloaded file ``src`` of artefact ``art`` into the experiment folder
     ``exp`` (module docstring); returns a report dict. An existing ``exp`` is kept unless
-    ``overwrite``."""
+    ``overwrite``. ``companions`` maps the names of the artefacts the converter also needs to
+    their files (default: their place in the cache)."""
     exp = Path(exp)
     if not art.convertible:
         raise ConfigError(f"{art.name} has no converter ({art.status})",
@@ -233,12 +296,13 @@ def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     conv = CONVERTERS.get(art.converter)
     src = checkpoint_file(art, src)
     cfg = experiment_config(art, root)
+    raw = _read_torch(art.name, src)
+    for key, value in (conv.arch(raw, cfg) if conv.arch else {}).items():
+        set_dotted(cfg, key, value)
     task = build_task(conv.task, cfg, art.classes, meta=True)
-    family = task.get_submodule(conv.wrap + "backbone").checkpoint_family
-    raw, fmt = read_checkpoint(src)
-    if fmt != "torch":
-        raise CheckpointError(f"{art.name} must be a torch checkpoint, got {fmt}", path=src)
+    family = task.get_submodule(conv.wrap + "backbone").checkpoint_family if conv.backbone else None
     state, report = convert_state(conv, raw, family, src)
+    state.update(companion_states(conv, companions))
     state = fit_to(task, state, src)
     task.load_state_dict(state, strict=True, assign=True)
     source = {"name": art.name, "file": str(src), "converter": art.converter, "layout": report["layout"],

@@ -81,8 +81,11 @@ def row_dir(ctx, row):
 
 
 def _converted(ctx, art, row):
+    from .convert import CONVERTERS, companion_artefacts
+
     exp = ctx.experiment(art)
-    return Plan(downloads=[art], convert=(art, exp), result=row_dir(ctx, row) / "eval.json")
+    extra = companion_artefacts(CONVERTERS.get(art.converter)) if art.converter else []
+    return Plan(downloads=[art, *extra], convert=(art, exp), result=row_dir(ctx, row) / "eval.json")
 
 
 @STAGES.register("cam")
