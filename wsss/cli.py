@@ -3,16 +3,22 @@
 import sys
 import time
 
-from .errors import WSSSError
+from .errors import EXIT_BAD_INPUT, EXIT_PREEMPTED, Preempted, WSSSError
 
 
 def run_main(main):
-    """Run ``main()``; turn :class:`WSSSError` into a one-paragraph message and exit code 2."""
+    """Run ``main()``; turn :class:`WSSSError` into a one-paragraph message and exit code 2
+    (:data:`~wsss.errors.EXIT_BAD_INPUT`), :class:`~wsss.errors.Preempted` (a training run
+    stopped by SIGTERM/SIGUSR1 after its checkpoint) into exit code 75
+    (:data:`~wsss.errors.EXIT_PREEMPTED`)."""
     try:
         code = main()
+    except Preempted as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(EXIT_PREEMPTED)
     except WSSSError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted: finished outputs are kept, rerun to resume", file=sys.stderr)
         sys.exit(130)
