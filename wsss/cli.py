@@ -17,12 +17,27 @@ def run_main(main):
         print(f"stopped: {e}", file=sys.stderr)
         sys.exit(EXIT_PREEMPTED)
     except WSSSError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {worker_message(e)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted: finished outputs are kept, rerun to resume", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def worker_message(error):
+    """The message of ``error``; for one re-raised from a DataLoader worker (whose text torch
+    prefixes with "Caught ... in DataLoader worker process N" and the worker's traceback), only
+    the original error's own message."""
+    text = str(error)
+    if "DataLoader worker process" not in text or "Traceback" not in text:
+        return text
+    name = type(error).__name__
+    for prefix in (f"{type(error).__module__}.{name}: ", f"{name}: "):
+        at = text.rfind("\n" + prefix)
+        if at >= 0:
+            return text[at + 1 + len(prefix):].rstrip()
+    return text
 
 
 class Timer:
