@@ -31,3 +31,15 @@ class CheckpointError(WSSSError):
 
 class DownloadError(WSSSError):
     """A download failed: unreachable, refused, truncated, or not the expected file."""
+
+
+#: exit code of a tool stopped by SIGTERM/SIGUSR1 after writing what it needs to resume
+#: (EX_TEMPFAIL: "try again later"); runners/common.sh reruns such a stage when RESUME=1
+EXIT_PREEMPTED = 75
+#: exit code of a tool stopped by bad input (a :class:`WSSSError`)
+EXIT_BAD_INPUT = 2
+
+
+class Preempted(WSSSError):
+    """The run was asked to stop (SIGTERM/SIGUSR1) and saved its state: rerun to resume.
+    ``wsss.cli.run_main`` exits with :data:`EXIT_PREEMPTED`, not with a bad-input code."""

@@ -64,6 +64,8 @@ def train_parser(doc, registry, exp_default="", required=("config",)):
     p.add_argument("--data", default=None, help="dataset root (default: data.root of the config)")
     p.add_argument("--exp", default=None, help=f"experiment folder (checkpoints, config, metrics){exp_default}")
     p.add_argument("--overwrite", action="store_true", help="train from scratch even if a checkpoint exists")
+    p.add_argument("--check-data", action="store_true",
+                   help="decode every training image before training (labels and masks are always checked)")
     p.add_argument("--list-options", action="store_true",
                    help="print the method's options (method.*: default, or the config's value) and exit")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
@@ -123,6 +125,7 @@ def train_stage(args, registry, tool, default_method=None, prepare=None, default
     ``prepare(cfg)`` adds the tool's own inputs to the config before anything is built (e.g.
     ``method.label_dir``); ``default_exp(cfg)`` names the experiment folder without ``--exp``.
     Returns a :class:`TrainRun`, or None after ``--list-options``."""
+    from .data.check import check_split
     from .engine import Trainer, seed_everything
 
     timer = Timer()
@@ -141,6 +144,7 @@ def train_stage(args, registry, tool, default_method=None, prepare=None, default
     cfg["exp"] = str(exp)
     seed_everything(int((cfg.get("train") or {}).get("seed", 0)))  # the networks' initialisation
     dataset = task_cls.train_dataset(cfg, data)
+    check_split(dataset, exp / "labels", decode=getattr(args, "check_data", False))
     task = task_cls(cfg, dataset.num_classes)
     trainer = Trainer(cfg, task, dataset, exp)
     summary = trainer.fit(resume=not args.overwrite)

@@ -6,6 +6,7 @@ A training checkpoint (``checkpoints/last.pth``) is a dict with ``state_dict``, 
 tensor or a plain Python value, so it loads with ``torch.load(weights_only=True)``.
 """
 
+import glob
 from pathlib import Path
 
 import torch
@@ -17,7 +18,11 @@ FORMAT = "wsss-checkpoint-1"
 
 
 def save_checkpoint(path, state):
-    """Atomically write ``state`` with ``torch.save`` (a killed run leaves the old file intact)."""
+    """Atomically write ``state`` with ``torch.save`` (a killed run leaves the old file intact);
+    temporary files a SIGKILL left from earlier writes of ``path`` are removed."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
+        stale.unlink(missing_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 

@@ -12,10 +12,17 @@
   (References that SUM micro-batch gradients, as P-NOC's, take the same SGD step at
   ``accumulate x lr`` and ``weight_decay / accumulate``: docs/methods/pnoc.md.)
 - data order and augmentation are reproducible from ``train.seed``: the sampler shuffles
-  with (seed, epoch) and the loader generator that seeds workers is reset each epoch.
-- ``checkpoints/last.pth`` is written atomically after every epoch with the optimizer,
-  scaler and RNG states of every rank, so ``fit(resume=True)`` after a kill continues
-  exactly as if the run had never stopped (at epoch granularity: a partial epoch reruns).
+  with (seed, epoch) and each sample is loaded with RNGs seeded from (seed, epoch, position),
+  whatever ``num_workers``.
+- ``checkpoints/last.pth`` is written atomically after every epoch, and within an epoch every
+  ``train.checkpoint_every`` (steps and/or minutes, whichever comes first), with the optimizer,
+  scaler and RNG states of every rank and the epoch's position, so ``fit(resume=True)`` after
+  a kill continues exactly as if the run had never stopped: the sampler skips the samples
+  already seen and every sample draws the augmentation it would have drawn
+  (:mod:`wsss.engine.sampler`).
+- SIGTERM / SIGUSR1 (what schedulers send before a kill) during ``fit``: the step in progress
+  finishes, the checkpoint is written, and :class:`~wsss.errors.Preempted` is raised
+  (``wsss.cli.run_main`` exits with :data:`~wsss.errors.EXIT_PREEMPTED`).
 - the task's hooks: ``on_train_start(ctx, resumed)`` once (also for a finished run),
   ``on_epoch_start(ctx)``, ``on_epoch_end(ctx)`` (before the epoch's checkpoint); ``ctx.log``
   writes a record to ``metrics.jsonl`` and the loggers. ``task.epoch_batch_size(epoch, train.batch_size)`` may change the batch
@@ -33,23 +40,25 @@
 
 import contextlib
 import copy
+import signal
+import threading
 import time
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from ..config import merge, save_config
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, Preempted
 from . import distributed as du
 from .checkpoint import FORMAT, load_checkpoint, load_weights, save_checkpoint
 from .loggers import build_loggers
 from .metrics import MetricsLog
 from .module import StepContext
-from .optim import build_optimizer, optimizer_settings, set_poly_lr
+from .optim import OPTIMIZER_KEYS, build_optimizer, optimizer_settings, set_poly_lr
+from .sampler import EpochSampler, SeededDataset
 from .seed import get_rng_state, loader_seed, seed_everything, set_rng_state, worker_init_fn
 
 TRAIN_DEFAULTS = {
@@ -70,7 +79,17 @@ TRAIN_DEFAULTS = {
     "device": "auto",
     "deterministic": False,
     "loggers": [],
+    # mid-epoch checkpoints: every N optimizer steps and/or M minutes, whichever comes first
+    # (an int: steps; "15min": minutes; null/0 in a field: off)
+    "checkpoint_every": {"steps": None, "minutes": 10},
 }
+
+#: ``train`` keys besides :data:`TRAIN_DEFAULTS`: optimizer settings, DDP's flag
+EXTRA_TRAIN_KEYS = tuple(k for k in OPTIMIZER_KEYS if k not in TRAIN_DEFAULTS) + ("find_unused_parameters",)
+#: ``train`` keys whose value must be a number
+NUMERIC_TRAIN_KEYS = ("lr", "weight_decay", "momentum", "poly_power")
+#: signals that ask a training run to checkpoint and stop (schedulers send them before a kill)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGUSR1") if hasattr(signal, n))
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -119,12 +138,55 @@ def effective_train_config(cfg):
     t = cfg["train"] = merge(TRAIN_DEFAULTS, cfg.get("train") or {})
     if t["amp"] not in AMP_DTYPES:
         raise ConfigError(f"train.amp={t['amp']!r}", fix=f"use one of {', '.join(AMP_DTYPES)}")
+    known = set(TRAIN_DEFAULTS) | set(EXTRA_TRAIN_KEYS)
+    unknown = sorted(k for k in t if k not in known)
+    if unknown:
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join('train.' + k for k in unknown)}",
+                          fix=f"known keys: {', '.join(sorted(known))}")
     for key in ("epochs", "batch_size", "accumulate", "log_every"):
-        if not isinstance(t[key], int) or t[key] < 1:
-            raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")
+        if not isinstance(t[key], int) or isinstance(t[key], bool) or t[key] < 1:
+            raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer", fix=f"e.g. train.{key}=2")
+    for key in NUMERIC_TRAIN_KEYS:
+        t[key] = _number(t[key], f"train.{key}", TRAIN_DEFAULTS[key])
+    checkpoint_every(t["checkpoint_every"])
     if not isinstance(t["loggers"], (list, tuple)):
         raise ConfigError(f"train.loggers={t['loggers']!r} must be a list", fix="e.g. train.loggers=[tensorboard]")
     return cfg
+
+
+def _number(value, key, example):
+    """``value`` as a number (YAML reads ``1e-3`` as a string); ConfigError when it is none."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be a number", fix=f"e.g. {key}={example}")
+    return value
+
+
+def checkpoint_every(value):
+    """``(steps, seconds)`` of ``train.checkpoint_every`` (``None`` = off): an int (steps), a
+    string ``"<minutes>min"``, or ``{steps: N, minutes: M}``; ConfigError otherwise."""
+    fix = "e.g. train.checkpoint_every=500 (steps), =15min, or ={steps: 500, minutes: 15}"
+    if value is None or value is False or value == 0:
+        return None, None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"steps": value}
+    elif isinstance(value, str) and value.strip().endswith("min"):
+        value = {"minutes": value.strip()[:-3].strip()}
+    if not isinstance(value, dict) or set(value) - {"steps", "minutes"}:
+        raise ConfigError(f"train.checkpoint_every={value!r} is not a number of steps or minutes", fix=fix)
+    steps, minutes = value.get("steps"), value.get("minutes")
+    try:
+        steps = int(steps) if steps else None
+        minutes = float(minutes) if minutes else None
+    except (TypeError, ValueError):
+        raise ConfigError(f"train.checkpoint_every={value!r} is not a number of steps or minutes", fix=fix) from None
+    if (steps is not None and steps < 0) or (minutes is not None and minutes < 0):
+        raise ConfigError(f"train.checkpoint_every={value!r} must not be negative", fix=fix)
+    return steps, None if minutes is None else minutes * 60.0
 
 
 class Trainer:
@@ -153,8 +215,12 @@ class Trainer:
 
         self.train_dataset = train_dataset
         self.collate_fn = collate_fn or default_collate_fn()
-        self.sampler = DistributedSampler(train_dataset, num_replicas=self.world_size, rank=self.rank,
-                                          shuffle=True, seed=int(t["seed"]), drop_last=True)
+        self.sampler = EpochSampler(len(train_dataset), num_replicas=self.world_size, rank=self.rank,
+                                    seed=int(t["seed"]))
+        self.every_steps, self.every_seconds = checkpoint_every(t["checkpoint_every"])
+        self._stop_signal = None
+        # The loader draws its workers' base seed from this generator, not from the global RNG
+        # (whose stream, e.g. dropout, must not depend on when an epoch's iterator was created).
         self.generator = torch.Generator()
         self._loaders = {}
         self.micro_batches, self.epoch_steps = self._phases()
@@ -181,6 +247,7 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0
         self.last_epoch_metrics = {}
+        self._partial = None  # the position inside an unfinished epoch, from a mid-epoch checkpoint
         self.loggers = build_loggers(t["loggers"], self.exp_dir, self.cfg) if self.is_main else []
 
     # ------------------------------------------------------------------ public
@@ -204,11 +271,14 @@ class Trainer:
             if self.epoch >= t["epochs"]:
                 self._print(f"[train] {self.exp_dir}: already trained ({self.epoch} epochs, {self.step} steps)")
                 return self.summary()
-            for epoch in range(self.epoch, t["epochs"]):
-                self._train_epoch(epoch)
-                self.epoch = epoch + 1
-                self.task.on_epoch_end(self.context(epoch))
-                self._save()
+            with self._stop_signals():
+                for epoch in range(self.epoch, t["epochs"]):
+                    self._train_epoch(epoch)
+                    self.epoch = epoch + 1
+                    self.task.on_epoch_end(self.context(epoch))
+                    self._save()
+                    if self.epoch < t["epochs"] and self._check_stop(0, 0.0)[0]:
+                        self._preempted()
         finally:
             for logger in self.loggers:
                 logger.close()
@@ -235,9 +305,9 @@ class Trainer:
         if micro_batch not in self._loaders:
             t = self.cfg["train"]
             self._loaders[micro_batch] = DataLoader(
-                self.train_dataset, batch_size=micro_batch, sampler=self.sampler, num_workers=int(t["num_workers"]),
-                collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda", drop_last=True,
-                worker_init_fn=worker_init_fn, generator=self.generator)
+                SeededDataset(self.train_dataset), batch_size=micro_batch, sampler=self.sampler,
+                num_workers=int(t["num_workers"]), collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda",
+                drop_last=True, worker_init_fn=worker_init_fn, generator=self.generator)
         return self._loaders[micro_batch]
 
     # ----------------------------------------------------------------- private
@@ -253,7 +323,7 @@ class Trainer:
                     f"the batch size {batch!r} of epoch {epoch + 1} is not divisible by world_size x accumulate "
                     f"= {per_step}", fix="choose a batch size that splits evenly over GPUs and accumulation steps")
             micro.append(batch // per_step)
-            steps.append(len(self.sampler) // micro[-1] // t["accumulate"])
+            steps.append(self.sampler.num_samples // micro[-1] // t["accumulate"])
             if steps[-1] < 1:
                 raise ConfigError(f"the training set has {len(self.train_dataset)} images, fewer than one batch "
                                   f"({batch}) of epoch {epoch + 1}", fix="lower train.batch_size or check the split")
@@ -283,15 +353,20 @@ class Trainer:
         t = self.cfg["train"]
         accumulate = t["accumulate"]
         self.task.train()
-        self.sampler.set_epoch(epoch)
-        self.generator.manual_seed(loader_seed(t["seed"], epoch, self.rank))
         self.micro_batch, self.steps_per_epoch = self.micro_batches[epoch], self.epoch_steps[epoch]
+        # A mid-epoch checkpoint resumes at its step, with the epoch's running sums and log window.
+        part, self._partial = self._partial or {}, None
+        first = int(part.get("epoch_step", 0))
+        epoch_sums, window = dict(part.get("sums", {})), dict(part.get("window", {}))
+        n_window, done_seconds = int(part.get("n_window", 0)), float(part.get("seconds", 0.0))
+        self.sampler.set_epoch(epoch, start=first * accumulate * self.micro_batch)
+        self.generator.manual_seed(loader_seed(t["seed"], epoch, self.rank))
         self.task.on_epoch_start(self.context(epoch))
-        start = time.perf_counter()
-        epoch_sums, window, n_window = {}, {}, 0
+        start = last_save = time.perf_counter()
         it = iter(self.loader(self.micro_batches[epoch]))
-        bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{t['epochs']}", disable=not self.is_main,
-                   dynamic_ncols=True, mininterval=1.0, leave=False)
+        bar = tqdm(range(first, self.steps_per_epoch), desc=f"epoch {epoch + 1}/{t['epochs']}", initial=first,
+                   total=self.steps_per_epoch, disable=not self.is_main, dynamic_ncols=True, mininterval=1.0,
+                   leave=False)
         for i in bar:
             for opt in self.optimizers.values():
                 set_poly_lr(opt, self.step, self.poly_steps, t["poly_power"])
@@ -328,13 +403,24 @@ class Trainer:
                     raise ConfigError(f"the loss became {means['loss']} at step {self.step}",
                                       fix="lower train.lr, or use train.amp=none/bf16")
                 self._log({"kind": "step", "epoch": epoch + 1, "step": self.step, **lrs, **means,
-                           "time": round(time.perf_counter() - start, 3)})
+                           "time": round(done_seconds + time.perf_counter() - start, 3)})
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window, n_window = {}, 0
+            if i < self.steps_per_epoch - 1:
+                stop, due = self._check_stop(i + 1, time.perf_counter() - last_save)
+                if stop or due:
+                    elapsed = time.perf_counter() - start
+                    self._save(partial={"epoch_step": i + 1, "sums": epoch_sums, "window": window,
+                                        "n_window": n_window, "seconds": done_seconds + elapsed},
+                               seconds=self.train_seconds + elapsed)
+                    last_save = time.perf_counter()
+                if stop:
+                    bar.close()
+                    self._preempted()
         del it
         bar.close()
-        seconds = time.perf_counter() - start
-        self.train_seconds += seconds
+        seconds = done_seconds + time.perf_counter() - start
+        self.train_seconds += time.perf_counter() - start
         keys = sorted(epoch_sums)
         totals = du.all_reduce_sum([float(epoch_sums[k]) for k in keys], self.device)
         n = self.steps_per_epoch * self.world_size
@@ -345,7 +431,45 @@ class Trainer:
         self._print(f"[train] epoch {epoch + 1}/{t['epochs']} step {self.step}/{self.max_step} {scalars} "
                     f"({seconds:.1f}s)")
 
-    def _save(self):
+    # ------------------------------------------------------- checkpoints, signals
+    def _check_stop(self, epoch_step, since_save):
+        """``(stop, due)`` after ``epoch_step`` steps of an epoch: a stop signal arrived (on any
+        rank), a mid-epoch checkpoint is due (rank 0's clock decides under DDP)."""
+        due_steps = bool(self.every_steps and epoch_step and epoch_step % self.every_steps == 0)
+        due_time = self.every_seconds is not None and since_save >= self.every_seconds
+        stop = self._stop_signal is not None
+        if self.world_size > 1:
+            flags = torch.tensor([float(stop), float(due_time and self.is_main)], device=self.device)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            stop, due_time = bool(flags[0] > 0), bool(flags[1] > 0)
+        return stop, due_steps or due_time
+
+    @contextlib.contextmanager
+    def _stop_signals(self):
+        """While training, SIGTERM/SIGUSR1 only set a flag: the step in progress finishes, then
+        :meth:`_train_epoch` writes the checkpoint and raises :class:`Preempted`."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            self._stop_signal = signum
+
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _preempted(self):
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "a stop signal"
+        raise Preempted(f"{name} received: checkpoint written at step {self.step}/{self.max_step}",
+                        path=self.ckpt_path, fix="rerun the same command to resume where it stopped")
+
+    def _save(self, partial=None, seconds=None):
+        """Write ``last.pth``: at an epoch boundary, or inside epoch ``self.epoch`` with
+        ``partial`` = its position (``epoch_step``, running sums, log window, seconds)."""
         rng = du.all_gather_object(get_rng_state())
         if self.is_main:
             save_checkpoint(self.ckpt_path, {
@@ -358,8 +482,9 @@ class Trainer:
                 "scaler": self.scaler.state_dict(),
                 "rng": rng,
                 "world_size": self.world_size,
-                "train_seconds": self.train_seconds,
+                "train_seconds": self.train_seconds if seconds is None else seconds,
                 "metrics": self.last_epoch_metrics,
+                "partial": partial,
             })
         du.barrier()
 
@@ -395,5 +520,8 @@ class Trainer:
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
         self.last_epoch_metrics = dict(ckpt.get("metrics") or {})
+        self._partial = ckpt.get("partial") if self.epoch < len(self.epoch_steps) else None
         self.metrics.truncate(self.step)
-        self._print(f"[train] resumed {path} at epoch {self.epoch}, step {self.step}")
+        where = (f"epoch {self.epoch + 1}, step {self._partial['epoch_step']}/{self.epoch_steps[self.epoch]}"
+                 if self._partial else f"the end of epoch {self.epoch}")
+        self._print(f"[train] resumed {path} at {where} (step {self.step})")
