@@ -112,17 +112,24 @@ def test_stop_signal_checkpoints_at_the_next_step_and_resumes(tmp_path, at, sign
 
 
 @pytest.mark.slow
-def test_sigterm_to_a_training_process_exits_75_and_resumes(tmp_path):
-    """A real SIGTERM from outside, delivered while a worker-fed loader is running."""
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_sigterm_to_a_training_process_exits_75_and_resumes(tmp_path, target):
+    """A real SIGTERM from outside, delivered while a worker-fed loader is running: to the main
+    process, or to its whole process group as schedulers do (the data workers ignore it, so the
+    main process still writes its checkpoint)."""
     cfg = toy_cfg(num_workers=1)
     full = run(tmp_path / "full", cfg)[0]
     exp = tmp_path / "cut"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, __file__, str(exp)], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, __file__, str(exp)], env=env, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (exp / "metrics.jsonl").is_file():
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == EXIT_PREEMPTED, err
     assert "Traceback" not in err and "stopped: " in err and "SIGTERM" in err

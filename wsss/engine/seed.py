@@ -1,6 +1,7 @@
 """Seeding: one call for python, numpy and torch; per-worker seeds for DataLoader workers."""
 
 import random
+import signal
 
 import numpy as np
 import torch
@@ -16,14 +17,20 @@ def seed_everything(seed):
 
 
 def worker_init_fn(worker_id):
-    """Seed numpy and ``random`` in a DataLoader worker from the seed torch gave the worker.
+    """Seed numpy and ``random`` in a DataLoader worker from the seed torch gave the worker, and
+    make the worker ignore the stop signals.
 
     torch derives each worker's seed from the loader's generator, so seeding that generator
-    (see :func:`loader_seed`) makes every augmentation reproducible.
+    (see :func:`loader_seed`) makes every augmentation reproducible. A scheduler that signals the
+    whole process group (SIGTERM, SIGUSR1) must not kill the workers before the main process has
+    written its checkpoint; the main process ends them itself.
     """
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+    for name in ("SIGTERM", "SIGUSR1"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def loader_seed(seed, epoch, rank=0):
