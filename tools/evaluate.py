@@ -26,7 +26,7 @@ from pathlib import Path
 from wsss.cli import Timer, run_main
 from wsss.config import save_config
 from wsss.data import build_dataset, detect_dataset
-from wsss.data.io import write_json
+from wsss.data.io import remove_stale_temporaries, write_json
 from wsss.errors import ConfigError
 from wsss.metrics import (CONTOUR_DEFINITIONS, DEFAULT_THRESHOLDS, MODES, DatasetGT, EvalJob, evaluate,
                           format_curve, format_table, parse_thresholds, protocol_notes)
@@ -71,6 +71,8 @@ def main(argv=None):
     if args.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {args.workers}")
     out = Path(args.out) if args.out else None
+    if out is not None:  # what a killed run left mid-write
+        remove_stale_temporaries(out.parent, out.name)
     if out is not None and out.is_file() and not args.overwrite:
         result = json.loads(out.read_text())
         print(f"{out} exists: skipped (pass --overwrite to recompute)")

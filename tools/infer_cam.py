@@ -24,7 +24,7 @@ from wsss.cams.inference import DEFAULT_SCALES, PyramidDataset, group_by_size
 from wsss.cli import Timer, run_main
 from wsss.config import load_config, save_config
 from wsss.data import build_dataset, detect_dataset
-from wsss.data.io import find_cam, save_cam
+from wsss.data.io import find_cam, remove_stale_temporaries, save_cam
 from wsss.engine import barrier, init_distributed, resolve_device, shard
 from wsss.engine.distributed import all_reduce_sum, destroy
 from wsss.errors import ConfigError
@@ -68,6 +68,7 @@ def main(argv=None):
     cfg = resolve_config(args)
     infer, data = cfg["infer"], cfg["data"]
     out = Path(args.out or Path(args.exp) / "cams" / args.split)
+    remove_stale_temporaries(out)  # what a killed run left mid-write
     rank, world = init_distributed()
     device = resolve_device(infer.get("device", "auto"))
 

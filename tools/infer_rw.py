@@ -33,7 +33,7 @@ from wsss.affinity.random_walk import RW_PRESETS, propagate_batch, upsample_walk
 from wsss.cli import Timer, run_main
 from wsss.config import load_config, save_config
 from wsss.data import build_dataset, detect_dataset
-from wsss.data.io import find_cam, load_cam, save_cam
+from wsss.data.io import find_cam, load_cam, remove_stale_temporaries, save_cam
 from wsss.data.transforms import build_eval_transform
 from wsss.engine import barrier, init_distributed, load_weights, resolve_device, shard
 from wsss.engine.checkpoint import extract_state_dict, load_checkpoint
@@ -172,6 +172,9 @@ def main(argv=None):
     cfg = resolve_config(args)
     infer, data = cfg["infer"], cfg["data"]
     out = Path(args.out or Path(args.exp) / "pseudo" / args.split)
+    for folder in (out, args.save_rw):  # what a killed run left mid-write
+        if folder:
+            remove_stale_temporaries(folder)
     if not Path(args.cams).is_dir():
         raise ConfigError("CAM folder not found", path=args.cams, fix="run tools/infer_cam.py for this split")
     rank, world = init_distributed()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from wsss.cli import Timer, run_main
 from wsss.config import apply_overrides, load_config, save_config, set_dotted
 from wsss.data import build_dataset, detect_dataset
-from wsss.data.io import save_gray_png
+from wsss.data.io import remove_stale_temporaries, save_gray_png
 from wsss.engine import is_main, load_checkpoint, resolve_device, shard
 from wsss.errors import ConfigError
 from wsss.postprocess.crf import parallel_map
@@ -82,6 +82,7 @@ def main(argv=None):
     ds_name = detect_dataset(data["root"]) if ds_name == "auto" else ds_name
     dataset = build_dataset(ds_name, data["root"], args.split)
     out = Path(args.out)
+    remove_stale_temporaries(out)  # what a killed run left mid-write
     out.mkdir(parents=True, exist_ok=True)
     if is_main():
         save_config({**cfg, "infer_run": {"split": args.split, "out": str(out), "exp": args.exp}}, out / "config.yaml")

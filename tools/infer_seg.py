@@ -33,7 +33,7 @@ from tqdm import tqdm
 from wsss.cli import Timer, run_main
 from wsss.config import apply_overrides, save_config
 from wsss.data import build_dataset, detect_dataset
-from wsss.data.io import save_index_png
+from wsss.data.io import remove_stale_temporaries, save_index_png
 from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ResizeLong
 from wsss.engine import distributed as du
 from wsss.engine.checkpoint import load_checkpoint
@@ -150,6 +150,7 @@ def main(argv=None):
     resize_long = ResizeLong(int(aug["eval_resize_long"])) if aug.get("eval_resize_long") else None
 
     out = Path(args.out or Path(args.exp) / "pred" / args.split)
+    remove_stale_temporaries(out)  # what a killed run left mid-write
     raw_dir, crf_dir = out / "raw", (out / f"crf_{crf_name}" if crf else None)
     dirs = [d for d in (raw_dir, crf_dir) if d is not None]
     todo = [i for i in du.shard(range(len(dataset)), rank, world)

@@ -21,6 +21,7 @@ from wsss.affinity.labels import label_file_job, rule_params
 from wsss.cli import Timer, run_main, resolve_data
 from wsss.config import load_config, save_config
 from wsss.data import build_dataset
+from wsss.data.io import remove_stale_temporaries
 from wsss.errors import ConfigError
 from wsss.postprocess.crf import parallel_map
 
@@ -64,6 +65,7 @@ def main(argv=None):
             raise ConfigError(f"{what} not found", path=folder, fix="run the stage that writes it first")
     dataset = build_dataset(cfg["data"]["dataset"], cfg["data"]["root"], split)
     out = Path(args.out)
+    remove_stale_temporaries(out)  # what a killed run left mid-write
     state = {"dataset": dataset, "cam_dir": args.cams, "sal_dir": args.saliency, "out_dir": out,
              "rule": rule, "params": params, "overwrite": args.overwrite}
     done, counts = 0, [0, 0, 0]

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from wsss.cli import Timer, run_main
 from wsss.config import save_config
 from wsss.data import build_dataset, detect_dataset
-from wsss.data.io import find_cam, load_cam
+from wsss.data.io import find_cam, load_cam, remove_stale_temporaries
 from wsss.errors import ConfigError
 from wsss.postprocess.crf import CRF_PRESETS, parallel_map
 from wsss.postprocess.pseudo import foreground_keys, pad_background, pseudo_mask_job
@@ -76,6 +76,7 @@ def main(argv=None):
     name = detect_dataset(args.data)
     dataset = build_dataset(name, args.data, args.split)
     out = Path(args.out)
+    remove_stale_temporaries(out)  # what a killed run left mid-write
     todo = [i for i in range(len(dataset)) if args.overwrite or not (out / f"{dataset.ids[i]}.png").is_file()]
     state = {"dataset": dataset, "out_dir": out, "crf": crf}
     fg = []

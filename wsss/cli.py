@@ -48,11 +48,13 @@ WRITE_FIXES = {
 
 
 def final_name(path):
-    """The output a temporary file of ``wsss.data.io.atomic_path`` (``.<name>.<random>.tmp...``)
+    """The output a temporary file of ``wsss.data.io.atomic_path`` (``.<name>.<host>-<pid>.<random>.tmp...``)
     was written for; other paths unchanged."""
+    from .data.io import TEMPORARY
+
     path = Path(str(path))
-    m = re.fullmatch(r"\.(.+)\.[A-Za-z0-9_]{8}\.tmp.*", path.name)
-    return str(path.with_name(m.group(1))) if m else str(path)
+    m = TEMPORARY.fullmatch(path.name)
+    return str(path.with_name(m["name"])) if m else str(path)
 
 
 def worker_message(error):

@@ -15,6 +15,8 @@ import contextlib
 import functools
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 
@@ -44,12 +46,21 @@ def _voc_palette(n):
     return tuple(pal.reshape(-1).tolist())
 
 
+#: this host's name as it appears in temporary file names
+HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+#: ``.<name>.<host>-<pid>.<random>.tmp<suffix>``: a temporary file of :func:`atomic_path`
+TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp.*")
+
+
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only on success. The
+    temporary name carries the writer's host and process id, so that a file a killed writer left
+    can be told from one being written (:func:`remove_stale_temporaries`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{HOST}-{os.getpid()}.", suffix=".tmp" + path.suffix,
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -58,6 +69,34 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name=None):
+    """Delete the temporary files of :func:`atomic_path` in ``folder`` (and below) whose writer, a
+    process of this host, is gone: what a SIGKILL during a write leaves. Only those of output
+    ``name`` when given. Files of live writers (other ranks) and other hosts are kept. Returns
+    how many were removed. Tools call it once when they start, not per write."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    pattern = f".{name}.*.tmp*" if name else ".*.tmp*"
+    removed = 0
+    for p in (folder.glob(pattern) if name else folder.rglob(pattern)):
+        m = TEMPORARY.fullmatch(p.name)
+        if m and m["host"] == HOST and not _alive(int(m["pid"])):
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_text(path, text):

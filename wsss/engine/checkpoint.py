@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.io import atomic_path
+from ..data.io import atomic_path, remove_stale_temporaries
 from ..errors import CheckpointError
 
 FORMAT = "wsss-checkpoint-1"
@@ -21,8 +21,7 @@ def save_checkpoint(path, state):
     """Atomically write ``state`` with ``torch.save`` (a killed run leaves the old file intact);
     temporary files a SIGKILL left from earlier writes of ``path`` are removed."""
     path = Path(path)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp*"):
-        stale.unlink(missing_ok=True)
+    remove_stale_temporaries(path.parent, glob.escape(path.name))
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
