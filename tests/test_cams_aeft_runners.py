@@ -1,5 +1,6 @@
 """AEFT through the runners on a tiny synthetic set: runners/1-priors.sh METHOD=aeft trains both
-phases, infers with AEFT's inference and sweeps AEFT's threshold range (0.10-0.34)."""
+phases, infers with AEFT's inference and scores it with the toolkit's sweep and with AEFT's own
+threshold range (0.10-0.34, the config's infer.thresholds)."""
 
 import json
 import os
@@ -31,7 +32,9 @@ def test_priors_runner_trains_and_scores_aeft(tmp_path):
     assert [r["step"] for r in epochs] == [6, 9]  # 24 images at batch 4, then at batch 8
     assert "repel" not in epochs[0] and "repel" in epochs[1]
     for split in ("train", "val"):
-        result = json.loads((exp / f"eval_cam_{split}.json").read_text())
-        assert [c["threshold"] for c in result["curve"]] == pytest.approx([t / 100 for t in range(10, 35)])
+        own = json.loads((exp / f"eval_cam_{split}_method.json").read_text())
+        assert [c["threshold"] for c in own["curve"]] == pytest.approx([t / 100 for t in range(10, 35)])
+        common = json.loads((exp / f"eval_cam_{split}.json").read_text())
+        assert [c["threshold"] for c in common["curve"]] == pytest.approx([t / 100 for t in range(5, 85, 5)])
         assert len(list((exp / "cams" / split).glob("*.npz"))) == (24 if split == "train" else 6)
     assert "synthetic_aeft" in run.stdout

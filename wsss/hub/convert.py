@@ -246,8 +246,8 @@ def checkpoint_file(art, src):
         what = f"checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
     if len(hits) != 1:
         found = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.suffix in CHECKPOINT_SUFFIXES)
-        raise CheckpointError(f"{art.name}: {len(hits)} {what} in the folder "
-                              f"(checkpoint files there: {_few(found) or 'none'})", path=src,
+        raise CheckpointError(f"{art.name}: the folder must hold exactly one checkpoint to convert; {len(hits)} "
+                              f"{what} (checkpoint files there: {_few(found) or 'none'})", path=src,
                               fix="pass the checkpoint file itself: tools/download.py NAME --from FILE")
     return hits[0]
 
