@@ -1,19 +1,20 @@
-"""Train AffinityNet (IRN's boundary head on a frozen backbone) on affinity labels.
+"""Train AffinityNet (``model.affinity``: IRN's boundary head on a frozen backbone, or psa's) on affinity labels.
 
     python tools/train_affinity.py --config configs/voc/affinity.yaml --labels experiments/rw/aff_labels \
         --exp experiments/rw/affinitynet
 
 Images of ``data.train_split`` with the label PNGs of ``--labels`` as masks, augmented by
 ``augment`` (random long-side resize, flip, crop; labels padded with 255); pairs within
-``method.radius`` (10) on the stride-4 grid; loss (bg_pos/2 + fg_pos/2 + neg)/2 (see
-``wsss.affinity.net``). Trains with the shared engine: ``<exp>/config.yaml``,
-``checkpoints/last.pth``, ``metrics.jsonl``; a rerun resumes (``--overwrite`` starts over).
+``method.radius`` (IRN: 10 on the stride-4 grid, psa: 5 on the stride-8 grid); loss
+(bg_pos/2 + fg_pos/2 + neg)/2 (``wsss.affinity.net``, ``wsss.affinity.psa``). Trains with the
+shared engine: ``<exp>/config.yaml``, ``checkpoints/last.pth``, ``metrics.jsonl``; a rerun
+resumes (``--overwrite`` starts over).
 """
 
 import argparse
 from pathlib import Path
 
-from wsss.affinity.net import AffinityTask
+from wsss.affinity import AFFINITY_TASKS
 from wsss.cli import Timer, run_main, resolve_data
 from wsss.config import load_config
 from wsss.data import build_dataset
@@ -44,7 +45,7 @@ def main(argv=None):
     cfg.setdefault("method", {})["label_dir"] = str(args.labels)
     dataset = build_dataset(data["dataset"], data["root"], data.get("train_split", "train"),
                             transform=build_train_transform(cfg.get("augment")), mask_dir=args.labels)
-    task = AffinityTask(cfg)
+    task = AFFINITY_TASKS.get((cfg.get("model") or {}).get("affinity", "irn"))(cfg)
     summary = Trainer(cfg, task, dataset, args.exp).fit(resume=not args.overwrite)
     print(f"[train_affinity] {len(dataset)} images, {summary['epochs']} epochs, {summary['steps']} steps, "
           f"loss {summary.get('loss', float('nan')):.4f} (bg {summary.get('bg_pos', float('nan')):.3f} "

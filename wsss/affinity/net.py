@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import TaskModule
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .pairs import PairIndex
 
 LEVELS = ("c1", "c2", "c3", "c4", "c5")
@@ -138,7 +138,13 @@ def build_affinity_net(cfg, load_backbone=True):
 
 
 class AffinityTask(TaskModule):
-    """Training task of the affinity stage: batches whose ``mask`` holds the affinity labels."""
+    """Training task of the affinity stage: batches whose ``mask`` holds the affinity labels.
+
+    Registered as ``model.affinity: irn`` (:data:`wsss.affinity.AFFINITY_TASKS`); ``build_net``,
+    ``walk_cams`` and ``walk`` are what tools/infer_rw.py needs of a registered network.
+    """
+
+    build_net = staticmethod(build_affinity_net)
 
     def __init__(self, cfg, num_classes=None):
         super().__init__()
@@ -165,3 +171,31 @@ class AffinityTask(TaskModule):
         pairs = self.pair_index(size)
         aff = pairs.to_affinity(torch.sigmoid(edge.float()))
         return affinity_loss(aff, *pairs.pair_labels(labels))
+
+    @staticmethod
+    def walk_cams(cam, image_size, infer, stride=4, path=None):
+        """The walk input of one CAM file: its stride-4 ``cam`` (or, as P-NOC falls back, the
+        image-size ``hr_cam`` resized to the stride-4 grid)."""
+        h, w = image_size
+        grid = ((h + stride - 1) // stride, (w + stride - 1) // stride)
+        if "cam" in cam:
+            cams = torch.from_numpy(cam["cam"])
+        else:
+            cams = F.interpolate(torch.from_numpy(cam["hr_cam"])[None], size=grid, mode="bilinear",
+                                 align_corners=False)[0]
+        if tuple(cams.shape[1:]) != grid:
+            raise DataError(f"stride-4 CAMs are {tuple(cams.shape[1:])}, expected {grid} for a {h}x{w} image",
+                            path=path, fix="re-run tools/infer_cam.py on this split")
+        return cams.float()
+
+    @staticmethod
+    def walk(net, items, infer, device):
+        """Boundary maps + batched random walk -> per item (image-size scores, stride-4 walk)."""
+        from .random_walk import propagate_batch, stack_images, upsample_walk
+
+        images, sizes = stack_images([it["image"] for it in items])
+        edges = net.edge_map(images.to(device), sizes, pad_size=int(infer["pad_size"]))
+        rws = propagate_batch([it["cams"].to(device) for it in items], edges, beta=float(infer["beta"]),
+                              logt=int(infer["logt"]), radius=int(infer["radius"]), mask_edge=bool(infer["mask_edge"]),
+                              bg_alpha=infer["bg_alpha"], dtype=getattr(torch, infer.get("dtype", "float64")))
+        return [(upsample_walk(rw, size).cpu().numpy(), rw.cpu().numpy()) for rw, size in zip(rws, sizes)]
