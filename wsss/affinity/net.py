@@ -115,26 +115,34 @@ def labels_at_stride4(mask):
     return mask[..., 2::4, 2::4]
 
 
-def build_affinity_net(cfg, load_backbone=True):
-    """:class:`AffinityNet` from a config's ``model`` section (``backbone``, ``output_stride``,
-    ``norm_mode`` (frozen), ``weights``, ``backbone_kwargs``, ``backbone_init``, ``edge_width``).
-
-    ``load_backbone=False`` skips ``weights``/``backbone_init`` (a checkpoint will hold them).
-    """
+def backbone_from_model(cfg, load_backbone=True, output_stride=16, norm_mode="frozen"):
+    """The backbone of a config's ``model`` section (``backbone``, ``output_stride``, ``norm_mode``,
+    ``weights``, ``backbone_kwargs``, ``backbone_init`` + ``backbone_init_prefix``); the keyword
+    arguments are the defaults. ``load_backbone=False`` skips ``weights``/``backbone_init``."""
     from ..backbones import build_backbone
 
     m = cfg.get("model") or {}
     if "backbone" not in m:
         raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
-    backbone = build_backbone(m["backbone"], output_stride=int(m.get("output_stride", 16)),
-                              norm_mode=m.get("norm_mode", "frozen"),
+    backbone = build_backbone(m["backbone"], output_stride=int(m.get("output_stride", output_stride)),
+                              norm_mode=m.get("norm_mode", norm_mode),
                               weights=m.get("weights") if load_backbone else None,
                               **(m.get("backbone_kwargs") or {}))
     if load_backbone and m.get("backbone_init"):
         from ..engine.checkpoint import load_backbone_from
 
         load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
-    return AffinityNet(backbone, width=int(m.get("edge_width", 32)))
+    return backbone
+
+
+def build_affinity_net(cfg, load_backbone=True):
+    """:class:`AffinityNet` from a config's ``model`` section (``backbone``, ``output_stride``,
+    ``norm_mode`` (frozen), ``weights``, ``backbone_kwargs``, ``backbone_init``, ``edge_width``).
+
+    ``load_backbone=False`` skips ``weights``/``backbone_init`` (a checkpoint will hold them).
+    """
+    backbone = backbone_from_model(cfg, load_backbone)
+    return AffinityNet(backbone, width=int((cfg.get("model") or {}).get("edge_width", 32)))
 
 
 class AffinityTask(TaskModule):
@@ -145,11 +153,12 @@ class AffinityTask(TaskModule):
     """
 
     build_net = staticmethod(build_affinity_net)
+    default_radius = 10  # method.radius: IRN's training pairs on the stride-4 grid
 
     def __init__(self, cfg, num_classes=None):
         super().__init__()
-        self.net = build_affinity_net(cfg)
-        self.radius = int((cfg.get("method") or {}).get("radius", 10))
+        self.net = self.build_net(cfg)
+        self.radius = int((cfg.get("method") or {}).get("radius", self.default_radius))
         self._pairs = {}
 
     def param_groups(self):

@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import TaskModule, param_groups_4
+from ..engine import param_groups_4
 from ..errors import ConfigError, DataError
-from .net import affinity_loss
-from .pairs import PairIndex, search_offsets
+from .net import AffinityTask, affinity_loss, backbone_from_model
+from .pairs import search_offsets
 from .random_walk import random_walk_batch, stack_images, upsample_walk
 
 # Backbone entries the three 1x1 convs read (psa's conv4 / conv5 / conv6 on ResNet-38d).
@@ -96,7 +96,7 @@ class PsaAffinityNet(nn.Module):
 
 def pair_affinities(feats, pairs):
     """Training affinities (B, D, S) = exp(-mean_c |f_src - f_dst|) of ``pairs`` (a
-    :class:`PairIndex` on the feature grid) from features (B, C, H, W)."""
+    :class:`wsss.affinity.pairs.PairIndex` on the feature grid) from features (B, C, H, W)."""
     b, c = feats.shape[:2]
     if feats.shape[2] * feats.shape[3] != pairs.size[0] * pairs.size[1]:
         raise ValueError(f"feature grid {tuple(feats.shape[2:])} != pair grid {pairs.size}")
@@ -163,34 +163,19 @@ def build_psa_net(cfg, load_backbone=True):
     ``norm_mode`` (psa: frozen_affine), ``weights`` (ImageNet), ``backbone_kwargs``,
     ``backbone_init`` (+ ``backbone_init_prefix``: a CAM checkpoint, e.g. AEFT's psa
     ``res38_cls.pth``), ``psa_taps``, ``psa_widths``, ``psa_out``, ``frozen_prefixes``."""
-    from ..backbones import build_backbone
-
+    backbone = backbone_from_model(cfg, load_backbone, output_stride=8, norm_mode="frozen_affine")
     m = cfg.get("model") or {}
-    if "backbone" not in m:
-        raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet38d) to the config")
-    backbone = build_backbone(m["backbone"], output_stride=int(m.get("output_stride", 8)),
-                              norm_mode=m.get("norm_mode", "frozen_affine"),
-                              weights=m.get("weights") if load_backbone else None,
-                              **(m.get("backbone_kwargs") or {}))
-    if load_backbone and m.get("backbone_init"):
-        from ..engine.checkpoint import load_backbone_from
-
-        load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
     return PsaAffinityNet(backbone, taps=m.get("psa_taps"), widths=m.get("psa_widths") or (64, 128, 256),
                           out_channels=int(m.get("psa_out", 448)), frozen_prefixes=m.get("frozen_prefixes") or ())
 
 
-class PsaAffinityTask(TaskModule):
-    """Training task of psa's AffinityNet (registered as ``model.affinity: psa``)."""
+class PsaAffinityTask(AffinityTask):
+    """Training task of psa's AffinityNet (registered as ``model.affinity: psa``); IRN's task
+    with psa's network, parameter groups, label grid and walk."""
 
     build_net = staticmethod(build_psa_net)
+    default_radius = 5
     loss = staticmethod(affinity_loss)  # bg/4 + fg/4 + neg/2, as psa's train_aff.py
-
-    def __init__(self, cfg, num_classes=None):
-        super().__init__()
-        self.net = build_psa_net(cfg)
-        self.radius = int((cfg.get("method") or {}).get("radius", 5))
-        self._pairs = {}
 
     def param_groups(self):
         # psa: pre-trained trunk at lr x1, the new f8_*/f9 at x10, all with weight decay (no biases)
@@ -203,9 +188,7 @@ class PsaAffinityTask(TaskModule):
         if tuple(labels.shape[-2:]) != size:
             raise ConfigError(f"feature grid {size} != label grid {tuple(labels.shape[-2:])}",
                               fix=f"use a crop size divisible by {self.net.stride} (augment.crop)")
-        if size not in self._pairs:
-            self._pairs[size] = PairIndex(self.radius, size)
-        pairs = self._pairs[size]
+        pairs = self.pair_index(size)
         return self.loss(pair_affinities(feats.float(), pairs), *pairs.pair_labels(labels))
 
     @staticmethod
