@@ -14,7 +14,7 @@ from wsss.affinity.psa import (PsaAffinityTask, build_psa_net, from_psa_state_di
                                grid_feature_affinities, labels_at_grid, load_psa_weights, pair_affinities)
 from wsss.affinity.random_walk import RW_PRESETS
 from wsss.engine import StepContext
-from wsss.errors import CheckpointError, ConfigError
+from wsss.errors import CheckpointError, ConfigError, DataError
 
 TINY = {"model": {"affinity": "psa", "backbone": "resnet18", "backbone_kwargs": {"width": 8}, "output_stride": 8,
                   "norm_mode": "frozen_affine", "frozen_prefixes": ["conv1", "bn1"]},
@@ -220,14 +220,32 @@ def test_walk_equals_psa_dense_formula(preset, window):
         items.append({"image": im, "cams": PsaAffinityTask.walk_cams(cam, im.shape[1:], infer, stride=8),
                       "hr": hr})
     out = PsaAffinityTask.walk(net, items, infer, "cpu")
-    for it, (scores, rw) in zip(items, out):
+    for it, (scores, four) in zip(items, out):
         want_rw, want_up = dense_psa_walk(net, it["image"], it["hr"], infer["bg_alpha"], infer["beta"],
                                           infer["logt"], window=window)
-        assert rw.shape == tuple(want_rw.shape) and scores.shape == (3,) + tuple(it["image"].shape[1:])
-        assert np.abs(rw - want_rw.numpy()).max() <= 1e-4 * np.abs(want_rw.numpy()).max()
+        h, w = it["image"].shape[1:]
+        assert scores.shape == (3, h, w)
         want = (want_up / want_up.max()).numpy()  # upsample_walk divides by the max
         assert np.abs(scores - want).max() <= 1e-4 * np.abs(want).max()
         assert np.array_equal(scores.argmax(0), want.argmax(0))
+        # the stride-4 map of the CAM files: the grid walk x2, cropped to ceil(h / 4) x ceil(w / 4)
+        want4 = F.interpolate(want_rw[None], scale_factor=2, mode="bilinear", align_corners=False)[0]
+        want4 = want4[:, :(h + 3) // 4, :(w + 3) // 4]
+        want4 = (want4 / want4.max()).numpy()
+        assert four.shape == want4.shape and np.abs(four - want4).max() <= 1e-4
+
+
+def test_walk_cams_needs_image_size_cams():
+    infer = RW_PRESETS.get("psa")
+    hr = np.random.default_rng(0).random((1, 20, 28)).astype(np.float32)
+    x = PsaAffinityTask.walk_cams({"keys": np.array([2]), "hr_cam": hr}, (20, 28), infer, stride=8)
+    assert x.shape == (2, 3, 4)  # background + one class on the ceil(20 / 8) x ceil(28 / 8) grid
+    bg = np.pad((1 - hr[0]) ** 16, ((0, 4), (0, 4)))  # pooled after the power, zero padding included
+    assert x[0, 2, 3].item() == pytest.approx(bg[16:24, 24:32].mean(), rel=1e-5)
+    with pytest.raises(DataError, match="hr_cam"):
+        PsaAffinityTask.walk_cams({"keys": np.array([2]), "cam": hr[:, ::4, ::4]}, (20, 28), infer, stride=8)
+    with pytest.raises(DataError, match="image is"):
+        PsaAffinityTask.walk_cams({"keys": np.array([2]), "hr_cam": hr}, (20, 30), infer, stride=8)
 
 
 def test_source_window_changes_only_border_pairs():

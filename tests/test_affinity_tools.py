@@ -177,7 +177,7 @@ def test_psa_network_end_to_end(tiny, capsys):
     for n, i in enumerate(ids):
         assert set(np.unique(load_mask(tmp / "psa_masks" / f"{i}.png"))) <= {0, 1 + n % 2}
         rw = load_cam(tmp / "psa_rw" / f"{i}.npz")
-        assert rw["cam"].shape == (1, 8, 8) and rw["hr_cam"].shape == (1, 64, 64)  # stride-8 grid
+        assert rw["cam"].shape == (1, 16, 16) and rw["hr_cam"].shape == (1, 64, 64)  # CAM-file contract
     aeft = base + ["--out", str(tmp / "aeft_masks"), "infer.preset=aeft", "--workers", "2"]
     assert infer_rw.main(aeft) == 0
     assert "bg alpha 19, crf {'preset': 'psa', 't': 1}" in capsys.readouterr().out

@@ -205,7 +205,8 @@ class PsaAffinityTask(AffinityTask):
 
     @staticmethod
     def walk(net, items, infer, device):
-        """Features -> pair affinities -> batched sparse walk; per item (image-size scores, grid walk)."""
+        """Features -> pair affinities -> batched sparse walk; per item (image-size scores, the walk
+        at stride 4 (bilinear from the grid, as the CAM files' ``cam``)), both divided by their max."""
         images, sizes = stack_images([it["image"] for it in items])
         affs, offsets = [], None
         for f in net.grid_features(images.to(device), sizes):
@@ -214,7 +215,8 @@ class PsaAffinityTask(AffinityTask):
             affs.append(a[0])
         rws = random_walk_batch([it["cams"].to(device) for it in items], affs, offsets, beta=float(infer["beta"]),
                                 logt=int(infer["logt"]), dtype=getattr(torch, infer.get("dtype", "float64")))
-        return [(upsample_walk(rw, size, stride=net.stride).cpu().numpy(), rw.cpu().numpy())
+        return [(upsample_walk(rw, size, stride=net.stride).cpu().numpy(),
+                 upsample_walk(rw, ((size[0] + 3) // 4, (size[1] + 3) // 4), stride=net.stride // 4).cpu().numpy())
                 for rw, size in zip(rws, sizes)]
 
 
