@@ -333,3 +333,30 @@ def test_init_from_a_cam_classifier_checkpoint(tmp_path):
     net = build_psa_net(cfg)
     for k, v in donor.state_dict().items():
         assert torch.equal(net.backbone.state_dict()[k], v)
+
+
+# --- recipes ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dataset", ["voc", "coco"])
+def test_psa_lineage_recipes(dataset):
+    from wsss.config import load_config
+    from wsss.data.transforms import ColorJitter, build_train_transform
+
+    want = {"psa": (0.1, 4, 32, "psa"), "icam": (0.01, 2, 4, "icam"), "aeft": (0.01, 2, 21, "aeft")}
+    for name, (lr, low, high, preset) in want.items():
+        cfg = load_config(f"configs/{dataset}/affinity_{name}.yaml")
+        t, a, lab = cfg["train"], cfg["augment"], cfg["method"]["labels"]
+        assert (t["epochs"], t["batch_size"], t["lr"], t["weight_decay"], t["momentum"]) == (8, 8, lr, 5e-4, 0.9)
+        assert (a["crop"], a["hflip"], "resize_long" in a) == (448, True, False)
+        jitter = [s for s in build_train_transform(a).transforms if isinstance(s, ColorJitter)][0]
+        assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == pytest.approx((0.3, 0.3, 0.3, 0.1))
+        assert (lab["rule"], lab["low_alpha"], lab["high_alpha"]) == ("alpha", low, high)
+        assert cfg["method"]["labels_fallback"] == lab and cfg["method"]["radius"] == 5
+        assert cfg["infer"]["preset"] == preset and cfg["model"]["affinity"] == "psa"
+        assert cfg["data"]["dataset"] == dataset
+    aeft = load_config(f"configs/{dataset}/affinity_aeft.yaml")["model"]
+    assert aeft["backbone_init"].endswith("res38_cls.pth") and not aeft["weights"]
+    with torch.device("meta"):
+        net = build_psa_net(load_config(f"configs/{dataset}/affinity_psa.yaml"), load_backbone=False)
+    frozen = {n.split(".")[0] for n, p in net.backbone.named_parameters() if not p.requires_grad and "bn" not in n}
+    assert frozen == {"conv1a", "b2", "b2_1", "b2_2"}  # psa's not_training (BN affine: frozen_affine)
