@@ -65,7 +65,7 @@ def psa_results(args, work, data, env, cams, crf):
     the masks at the swept threshold through the label CRF, and walks at other logt."""
     py, rw, split = sys.executable, work / "synthetic_rw_psa", args.split
     sh(["bash", "runners/3-rw.sh"], env={**env, "AFFINITY": "psa", "LABELS": str(work / "synthetic_rw" / "aff_labels")})
-    infer = yaml.safe_load((rw / "config.yaml").read_text())["infer"]
+    infer = yaml.safe_load((rw / "pseudo" / split / "config.yaml").read_text())["infer"]  # with the preset
     out = {f"psa: pseudo masks (psa's walk: logt {infer['logt']}, background (1 - max)^{infer['bg_alpha']}, argmax)":
            score(rw / f"eval_rw_{split}.json")}
     for logt in [None, *args.psa_logt]:
