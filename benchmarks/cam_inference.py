@@ -1,6 +1,6 @@
 """Multi-scale CAM inference: wsss.cams.inference against the plain per-scale, per-flip fp32 loop.
 
-Both compute METHODS.md's CAMs (scales 0.5/1/1.5/2 with flips, ReLU, upsample to stride 4 and
+Both compute docs/methods/cam.md's CAMs (scales 0.5/1/1.5/2 with flips, ReLU, upsample to stride 4 and
 to the image size, sum, present classes, max-normalise) with the same network on the same
 images, preprocessing included. The plain loop runs every scale and every flip as its own
 batch-1 forward pass under ``torch.no_grad`` and upsamples all classes; this implementation

@@ -1,6 +1,45 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def load_tool(name):
+    """The ``main`` of ``tools/<name>.py`` (tools are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+@pytest.fixture
+def tool():
+    """``tool("train_cam")(argv)`` runs a tool's ``main`` in-process."""
+    return load_tool
+
+
+@pytest.fixture(scope="module")
+def fg_maps_split(tmp_path_factory):
+    """A 4-image synthetic split (48 px) whose 'CAMs' (``cams/``) and saliency maps (``sal/``)
+    equal each image's foreground mask: ``(root, dataset)``."""
+    import numpy as np
+
+    from wsss.data import build_dataset
+    from wsss.data.io import save_cam, save_gray_png
+    from wsss.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("syn")
+    generate(root / "data", seed=1, n_train=4, n_val=1, size=48, progress=False)
+    ds = build_dataset("synthetic", root / "data", "train")
+    for i in ds.ids:
+        fg = ds.load_gt_mask(i)
+        fg = ((fg > 0) & (fg < 255)).astype(np.float32)
+        save_cam(root / "cams" / f"{i}.npz", [0], fg[None, ::4, ::4], fg[None])
+        save_gray_png(root / "sal" / f"{i}.png", (fg * 255).astype(np.uint8))
+    return root, ds

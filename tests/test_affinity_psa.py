@@ -16,9 +16,9 @@ from wsss.affinity.random_walk import RW_PRESETS
 from wsss.engine import StepContext
 from wsss.errors import CheckpointError, ConfigError, DataError
 
-TINY = {"model": {"affinity": "psa", "backbone": "resnet18", "backbone_kwargs": {"width": 8}, "output_stride": 8,
+TINY = {"model": {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "output_stride": 8,
                   "norm_mode": "frozen_affine", "frozen_prefixes": ["conv1", "bn1"]},
-        "method": {"radius": 5}}
+        "method": {"name": "psa", "radius": 5}}
 
 
 def tiny_net(seed=0):
@@ -248,6 +248,25 @@ def test_walk_cams_needs_image_size_cams():
         PsaAffinityTask.walk_cams({"keys": np.array([2]), "hr_cam": hr}, (20, 30), infer, stride=8)
 
 
+def test_walk_cams_walk_a_stored_background():
+    """CAM files with the method's own background (cam_bg / hr_cam_bg) walk it in front of the
+    classes instead of (1 - max)^alpha: psa pools the image-size one, IRN takes the stride-4 one."""
+    rng = np.random.default_rng(1)
+    hr = rng.random((2, 20, 28)).astype(np.float32)
+    hr_bg = rng.random((20, 28)).astype(np.float32)
+    cam = {"keys": np.array([0, 3]), "hr_cam": hr, "hr_cam_bg": hr_bg, "cam": hr[:, ::4, ::4], "cam_bg": hr_bg[::4, ::4]}
+    x = PsaAffinityTask.walk_cams(cam, (20, 28), RW_PRESETS.get("psa"), stride=8)
+    assert x.shape == (3, 3, 4)
+    want = np.pad(hr_bg, ((0, 4), (0, 4)))[8:16, 16:24].mean()  # the stored map pooled, no power
+    assert x[0, 1, 2].item() == pytest.approx(want, rel=1e-5)
+    assert torch.allclose(x[1:], PsaAffinityTask.walk_cams({"keys": cam["keys"], "hr_cam": hr}, (20, 28), {}, stride=8))
+    irn = AffinityTask.walk_cams(cam, (20, 28), {"bg_alpha": 16})
+    assert irn.shape == (3, 5, 7) and torch.equal(irn[0], torch.from_numpy(hr_bg[::4, ::4]))
+    assert torch.equal(irn[1:], torch.from_numpy(hr[:, ::4, ::4]))
+    with pytest.raises(DataError, match="hr_cam_bg"):
+        PsaAffinityTask.walk_cams({k: v for k, v in cam.items() if k != "hr_cam_bg"}, (20, 28), {}, stride=8)
+
+
 def test_source_window_changes_only_border_pairs():
     torch.manual_seed(5)
     feats = torch.randn(1, 3, 10, 12)
@@ -324,15 +343,20 @@ def test_psa_named_weights_load_with_their_values(tmp_path):
             assert torch.equal(v, psa_style[k[len("backbone."):] if k.startswith("backbone.") else k])
 
 
-def test_init_from_a_cam_classifier_checkpoint(tmp_path):
-    """AEFT's AffinityNet starts from psa's res38_cls.pth: a bare trunk state dict plus fc8."""
+def test_init_from_a_converted_cam_classifier(tmp_path):
+    """AEFT's AffinityNet starts from psa's res38_cls.pth, converted by the hub into a CAM
+    experiment (trunk under ``net.backbone.``, fc8 as ``net.head``): the trunk loads, fc8 does not."""
+    from wsss.engine import save_checkpoint
+
     donor = tiny_net(5).backbone
-    cls = {k: v for k, v in donor.state_dict().items()} | {"fc8.weight": torch.randn(20, 256, 1, 1)}
-    torch.save(cls, tmp_path / "cls.pth")
-    cfg = {"model": {**TINY["model"], "backbone_init": str(tmp_path / "cls.pth")}}
+    state = {f"net.backbone.{k}": v for k, v in donor.state_dict().items()} | {"net.head.weight": torch.randn(20, 256, 1, 1)}
+    save_checkpoint(tmp_path / "cls" / "checkpoints" / "last.pth", {"state_dict": state, "config": {}})
+    cfg = {"model": {**TINY["model"], "backbone_init": str(tmp_path / "cls"), "backbone_init_prefix": "net.backbone."}}
     net = build_psa_net(cfg)
     for k, v in donor.state_dict().items():
         assert torch.equal(net.backbone.state_dict()[k], v)
+    fresh = tiny_net(6).backbone.state_dict()
+    assert any(not torch.equal(fresh[k], v) for k, v in donor.state_dict().items() if v.is_floating_point())
 
 
 # --- recipes ------------------------------------------------------------------------------------
@@ -352,10 +376,12 @@ def test_psa_lineage_recipes(dataset):
         assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == pytest.approx((0.3, 0.3, 0.3, 0.1))
         assert (lab["rule"], lab["low_alpha"], lab["high_alpha"]) == ("alpha", low, high)
         assert cfg["method"]["labels_fallback"] == lab and cfg["method"]["radius"] == 5
-        assert cfg["infer"]["preset"] == preset and cfg["model"]["affinity"] == "psa"
+        assert cfg["infer"]["preset"] == preset and cfg["method"]["name"] == "psa"
+        assert "affinity" not in cfg["model"]
         assert cfg["data"]["dataset"] == dataset
     aeft = load_config(f"configs/{dataset}/affinity_aeft.yaml")["model"]
-    assert aeft["backbone_init"].endswith("res38_cls.pth") and not aeft["weights"]
+    assert aeft["backbone_init"].endswith("hub/psa/voc/res38-cls") and not aeft["weights"]
+    assert aeft["backbone_init_prefix"] == "net.backbone."
     with torch.device("meta"):
         net = build_psa_net(load_config(f"configs/{dataset}/affinity_psa.yaml"), load_backbone=False)
     frozen = {n.split(".")[0] for n, p in net.backbone.named_parameters() if not p.requires_grad and "bn" not in n}

@@ -24,7 +24,7 @@ class ToyNet(torch.nn.Module):
 
 
 def per_scale_reference(net, image, keys, scales):
-    """METHODS.md's formula written out plainly: every scale and flip on its own, all classes
+    """docs/methods/cam.md's formula written out plainly: every scale and flip on its own, all classes
     upsampled, summed, then the present classes kept and max-normalised."""
     h, w = image.shape[:2]
     st = (math.ceil(h / 4), math.ceil(w / 4))

@@ -151,7 +151,7 @@ def reference_two_backwards(task, batch, classes, ctx, leak):
     keep = (m / (m.amax(dim=(1, 2, 3), keepdim=True) + 1e-5) <= task.delta_noc).float()
     oc.train()
     (task.lambda_noc_at(ctx) * mlsm(oc(x * keep)[0], ys)).backward()
-    g_oc = {n: p.grad.clone() for n, p in oc.named_parameters()}
+    g_oc = {n: p.grad.clone() for n, p in oc.named_parameters() if p.requires_grad}  # BN affines frozen
     return g_f, g_oc, loss_f.item()
 
 
@@ -166,7 +166,7 @@ def test_one_backward_equals_the_references_two_step_gradients(monkeypatch, leak
     task.zero_grad(set_to_none=True)
     out["loss"].backward()
     mine_f = {n: p.grad.clone() for n, p in task.net.named_parameters()}
-    mine_oc = {n: p.grad.clone() for n, p in task.oc.named_parameters()}
+    mine_oc = {n: p.grad.clone() for n, p in task.oc.named_parameters() if p.requires_grad}
     ref_f, ref_oc, ref_loss_f = reference_two_backwards(task, batch, classes, ctx, leak)
     assert out["loss_f"].item() == pytest.approx(ref_loss_f, rel=1e-6)
     for n in ref_f:
@@ -231,7 +231,11 @@ def test_poc_keeps_the_oc_frozen_and_has_one_optimizer():
     assert set(poc.param_groups()) == {"main"} and set(pnoc.param_groups()) == {"main", "noc"}
     assert not any(p.requires_grad for p in poc.oc.parameters())
     noc_ids = {id(p) for g in pnoc.param_groups()["noc"] for p in g["params"]}
-    assert noc_ids == {id(p) for p in pnoc.oc.parameters()}
+    # P-NOC's "fix" mode: the OC's BatchNorm affine parameters are not trained
+    bn_ids = {id(p) for m in pnoc.oc.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert bn_ids and not any(p.requires_grad for m in pnoc.oc.modules() if isinstance(m, torch.nn.BatchNorm2d)
+                              for p in m.parameters())
+    assert noc_ids == {id(p) for p in pnoc.oc.parameters()} - bn_ids
     assert not noc_ids & {id(p) for g in pnoc.param_groups()["main"] for p in g["params"]}
     poc.train()
     pnoc.train()
@@ -314,6 +318,25 @@ def test_real_steps_lower_both_losses_and_inference_needs_no_oc(tmp_path, oc_exp
     task = load_weights(build_method("pnoc", saved, NUM_CLASSES), ckpt).eval()
     with torch.inference_mode():
         assert task.cam_forward(torch.randn(1, 3, 64, 64)).shape == (1, NUM_CLASSES, 4, 4)
+
+
+def test_noc_steps_train_the_oc_but_never_its_batchnorm(tmp_path, oc_exp):
+    # P-NOC builds the OC in "fix" mode (networks.py:259-262): BN weight/bias requires_grad=False
+    # and running statistics frozen, so the NOC optimizer moves only convolutions and the head.
+    cfg = tiny_cfg("pnoc", oc_exp=str(oc_exp), lambda_noc_schedule=0)
+    cfg["train"].update(epochs=1, batch_size=8)
+    Trainer(cfg, build_method("pnoc", cfg, NUM_CLASSES), Rendered(16), tmp_path / "pnoc").fit()
+    trained = load_checkpoint(tmp_path / "pnoc" / "checkpoints" / "last.pth")["state_dict"]
+    start = {k[4:]: v for k, v in load_checkpoint(oc_exp / "checkpoints" / "last.pth")["state_dict"].items()
+             if k.startswith("net.")}
+    oc = build_method("pnoc", cfg, NUM_CLASSES).oc
+    bn = {f"{n}.{k}" for n, m in oc.named_modules() if isinstance(m, torch.nn.BatchNorm2d)
+          for k in ("weight", "bias", "running_mean", "running_var")}
+    assert bn
+    for k in bn:
+        assert torch.equal(trained["oc." + k], start[k]), k
+    moved = [k for k in start if k not in bn and not torch.equal(trained["oc." + k], start[k])]
+    assert "head.weight" in moved and any(k.endswith("conv1.weight") for k in moved)
 
 
 def test_poc_loads_the_oc_at_the_start_of_training_and_keeps_it(tmp_path, oc_exp):

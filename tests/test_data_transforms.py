@@ -2,14 +2,17 @@
 
 import random
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from wsss.data import collate
 from wsss.data.transforms import (IMAGENET_MEAN, IMAGENET_STD, MEAN_UINT8, RANDAUGMENT_OPS, ColorJitter, HFlip,
                                   Normalize, RandAugment, RandomCrop, ResizeLong, ToTensor, adjust_contrast,
-                                  adjust_hue, adjust_saturation, build_eval_transform, build_train_transform)
+                                  adjust_hue, adjust_saturation, build_eval_transform, build_train_transform,
+                                  crop_box, is_index_map, paste, resize_nearest, resize_sample, warp_nearest)
 from wsss.errors import ConfigError
 
 H, W = 6, 10
@@ -138,6 +141,19 @@ def test_normalize_and_totensor():
     assert (nomask["mask"] == 255).all() and float(nomask["image"].max()) <= 1.0
 
 
+def test_normalize_every_pixel_and_channel():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (31, 17, 3), dtype=np.uint8)
+    image[0, 0], image[0, 1] = 0, 255
+    mean, std = (0.3, 0.5, 0.7), (0.2, 0.25, 0.1)
+    out = Normalize(mean, std)({"image": image})["image"]
+    want = (image.astype(np.float64) / 255 - np.asarray(mean)) / np.asarray(std)
+    assert out.dtype == np.float32 and out.shape == image.shape
+    np.testing.assert_allclose(out, want, atol=2e-6)
+    with pytest.raises(ValueError, match="channel"):
+        Normalize()({"image": image[..., :1]})
+
+
 def test_builders_and_collate():
     cfg = {"resize_long": [12, 20], "crop": 16, "hflip": True, "color_jitter": 0.3, "randaugment": {"n": 2, "m": 5}}
     t = build_train_transform(cfg)
@@ -150,3 +166,172 @@ def test_builders_and_collate():
     assert tuple(build_eval_transform({"eval_resize_long": 20})(make_sample())["image"].shape) == (3, 12, 20)
     with pytest.raises(ConfigError, match="crop_size"):
         build_train_transform({"crop_size": 16})
+
+
+# --- index maps: integer dtype -> nearest, fill 255, int64 tensors -------------------------------
+
+IDS = np.array([3, 7, 300, 70000])  # ids beyond uint8 and int16 must come through unchanged
+
+
+def index_sample(h=8, w=12, seed=0):
+    """A 4-id int64 map (and a 2-channel int32 one) whose ids encode the mask: id = IDS[mask]."""
+    rng = np.random.default_rng(seed)
+    m = rng.integers(0, 4, (h, w)).astype(np.uint8)
+    sp = IDS[m].astype(np.int64)
+    image = np.stack([m * 50, rng.integers(0, 256, (h, w)), rng.integers(0, 256, (h, w))], -1).astype(np.uint8)
+    return {"id": "x", "image": image, "label": np.array([1.0], np.float32), "mask": m,
+            "maps": {"sp": sp, "pair": np.stack([sp, sp + 1], -1).astype(np.int32),
+                     "sal": m.astype(np.float32) / 3}}
+
+
+def assert_ids_follow_mask(s):
+    """Every pixel's id is IDS[mask] where the mask is valid, 255 where it is padding."""
+    valid = s["mask"] != 255
+    assert set(np.unique(s["maps"]["sp"])) <= set(IDS) | {255}
+    np.testing.assert_array_equal(s["maps"]["sp"][valid], IDS[s["mask"][valid]])
+    assert (s["maps"]["sp"][~valid] == 255).all()
+    np.testing.assert_array_equal(s["maps"]["pair"][..., 1][valid], s["maps"]["pair"][..., 0][valid] + 1)
+    assert s["maps"]["sp"].dtype == np.int64 and s["maps"]["pair"].dtype == np.int32
+
+
+def test_index_map_kind_is_its_dtype():
+    assert is_index_map(np.zeros(2, np.uint8)) and is_index_map(np.zeros(2, np.int64))
+    assert not is_index_map(np.zeros(2, np.float32)) and not is_index_map(np.zeros(2, np.float64))
+    for bad in (np.bool_, np.int8):  # no room for the padding id 255
+        with pytest.raises(TypeError, match="integer dtype that holds 255"):
+            is_index_map(np.zeros(2, bad))
+
+
+def test_index_maps_resize_nearest_with_ids_intact():
+    s = index_sample()
+    exact = resize_sample(s, 16, 24)  # 2x: each pixel becomes a 2x2 block
+    np.testing.assert_array_equal(exact["maps"]["sp"], s["maps"]["sp"].repeat(2, 0).repeat(2, 1))
+    for h, w in ((5, 7), (13, 29), (8, 12), (3, 31)):
+        out = resize_sample(s, h, w)
+        assert out["maps"]["sp"].shape == (h, w) and out["maps"]["pair"].shape == (h, w, 2)
+        assert_ids_follow_mask(out)  # same pixels picked as the mask's
+        assert out["maps"]["sal"].dtype == np.float32  # float maps stay bilinear floats
+    random.seed(0)
+    assert_ids_follow_mask(ResizeLong(17, 40)(s))
+
+
+def test_nearest_resize_is_pils_for_the_mask():
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        h, w, nh, nw = (int(v) for v in rng.integers(1, 60, 4))
+        m = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        ref = np.asarray(Image.fromarray(m).resize((nw, nh), Image.NEAREST))
+        np.testing.assert_array_equal(resize_nearest(m, nh, nw), ref)
+
+
+def test_index_maps_crop_known_box_and_padding():
+    s = index_sample(h=6, w=10)
+    sp = s["maps"]["sp"]
+    # a known box: rows 0..5 pasted at y 1 of an 8-row window, columns 2..9 of the 10
+    np.testing.assert_array_equal(paste(sp, (0, 2, 1, 0, 6, 8), (8, 8), 255)[1:7], sp[:, 2:10])
+    random.seed(5)
+    for _ in range(20):
+        state = random.getstate()
+        box = crop_box((8, 8), 6, 10)
+        random.setstate(state)
+        out = RandomCrop(8)(s)
+        sy, sx, dy, dx, ch, cw = box
+        expect = np.full((8, 8), 255, np.int64)
+        expect[dy:dy + ch, dx:dx + cw] = sp[sy:sy + ch, sx:sx + cw]
+        np.testing.assert_array_equal(out["maps"]["sp"], expect)
+        assert_ids_follow_mask(out)
+
+
+def test_index_maps_flip_exactly():
+    s = index_sample()
+    out = HFlip(p=1.0)(s)
+    np.testing.assert_array_equal(out["maps"]["sp"], s["maps"]["sp"][:, ::-1])
+    np.testing.assert_array_equal(out["maps"]["pair"], s["maps"]["pair"][:, ::-1])
+    assert_ids_follow_mask(out)
+
+
+def test_index_maps_through_affine_ops():
+    s = index_sample(h=10, w=10)
+    sp = s["maps"]["sp"]
+    turn = cv2.getRotationMatrix2D((4.5, 4.5), 90, 1.0)  # a quarter turn about the centre: a permutation
+    np.testing.assert_array_equal(warp_nearest(sp, turn), np.rot90(sp))
+    shift = np.array([[1.0, 0, 3], [0, 1, 0]])
+    moved = warp_nearest(sp, shift)
+    np.testing.assert_array_equal(moved[:, 3:], sp[:, :7])
+    assert (moved[:, :3] == 255).all()
+    random.seed(0)
+    for name in ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY"):
+        for _ in range(3):
+            out = RandAugment(n=1, m=10, ops=[name])(s)
+            assert out["maps"]["sp"].shape == (10, 10)
+            assert_ids_follow_mask(out)
+            if name != "TranslateY":
+                assert (out["mask"] == 255).any()
+
+
+def test_nearest_warp_is_cv2s_for_the_mask():
+    rng = np.random.default_rng(2)
+    for k in range(100):
+        h, w = (int(v) for v in rng.integers(2, 50, 2)) if k else (300, 270)  # sides past 255 too
+        m = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        mat = np.array([[1 + rng.normal() * .3, rng.normal() * .4, rng.normal() * 5],
+                        [rng.normal() * .4, 1 + rng.normal() * .3, rng.normal() * 5]])
+        ref = cv2.warpAffine(m, mat, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=255)
+        np.testing.assert_array_equal(warp_nearest(m, mat), ref)
+
+
+def test_index_maps_become_int64_tensors_and_collate():
+    cfg = {"resize_long": [10, 20], "crop": 16, "hflip": True, "randaugment": {"n": 2, "m": 10}}
+    t = build_train_transform(cfg)
+    random.seed(3)
+    samples = [t(index_sample(seed=i)) for i in range(3)]
+    for s in samples:
+        assert s["maps"]["sp"].dtype == torch.int64 and s["maps"]["sal"].dtype == torch.float32
+        valid = s["mask"] != 255
+        assert torch.equal(s["maps"]["sp"][valid], torch.as_tensor(IDS)[s["mask"][valid]])
+        assert (s["maps"]["sp"][~valid] == 255).all()
+    batch = collate(samples)
+    assert batch["maps"]["sp"].dtype == torch.int64 and tuple(batch["maps"]["sp"].shape) == (3, 16, 16)
+    assert batch["maps"]["pair"].dtype == torch.int64 and tuple(batch["maps"]["pair"].shape) == (3, 2, 16, 16)
+    e = build_eval_transform({"eval_resize_long": 24})(index_sample())
+    assert e["maps"]["sp"].dtype == torch.int64 and tuple(e["maps"]["sp"].shape) == (16, 24)
+
+
+# --- steps at named points -----------------------------------------------------------------------
+
+class BlockIds:
+    """A step writing an index map from the final crop: the id of each pixel's 4x4 block, and
+    which of the blocks has a positive mean of normalised channel 0."""
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, sample):
+        im = sample["image"]
+        self.seen.append((im.dtype, im.shape))
+        h, w = im.shape[:2]
+        blocks = (np.arange(h)[:, None] // 4) * ((w + 3) // 4) + np.arange(w)[None, :] // 4
+        bright = np.array([im[..., 0][blocks == b].mean() > 0 for b in range(blocks.max() + 1)])
+        return {**sample, "maps": {**sample["maps"], "blocks": blocks.astype(np.int32),
+                                   "bright": bright[blocks].astype(np.uint8)}}
+
+
+def test_step_after_crop_sees_the_final_normalised_crop():
+    step, early = BlockIds(), []
+    t = build_train_transform({"resize_long": [12, 20], "crop": 16, "hflip": True},
+                              steps={"after_crop": step, "before_normalize": [lambda s: early.append(s["image"].dtype) or s]})
+    random.seed(0)
+    s = t(make_sample())
+    assert step.seen == [(np.float32, (16, 16, 3))] and early == [np.uint8]
+    blocks, bright = s["maps"]["blocks"], s["maps"]["bright"]
+    assert blocks.dtype == bright.dtype == torch.int64 and tuple(blocks.shape) == (16, 16)
+    for b in range(16):  # the ids describe the tensor the network gets: nothing moved afterwards
+        inside = blocks == b
+        assert bool(bright[inside].eq(int(s["image"][0][inside].mean() > 0)).all())
+    e = build_eval_transform({}, steps={"after_crop": BlockIds()})(make_sample())
+    assert tuple(e["maps"]["blocks"].shape) == (H, W)
+    with pytest.raises(ConfigError, match="unknown transform step point"):
+        build_train_transform({}, steps={"after_normalise": step})
+    with pytest.raises(ConfigError, match="not callable"):
+        build_train_transform({}, steps={"after_crop": [step, "slic"]})

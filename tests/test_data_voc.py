@@ -261,3 +261,45 @@ def test_prepare_voc_errors_exit_2(sbd_setup, capsys):
         prepare_voc.main(["--voc", str(voc), "--sbd", str(sbd)])
     with pytest.raises(DataError, match="benchmark_RELEASE"):
         prepare_voc.main(["--voc", str(voc), "--sbd", str(voc)])
+
+
+def test_label_from_mask_histogram_matches_unique(tmp_path):
+    from wsss.data.base import label_from_mask
+
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        m = rng.choice(np.array([0, 3, 7, 20, 255], np.uint8), size=(37, 53), p=[0.6, 0.1, 0.1, 0.1, 0.1])
+        want = np.unique(m)
+        want = want[(want != 0) & (want != 255)] - 1
+        expected = np.zeros(20, np.float32)
+        expected[want] = 1
+        np.testing.assert_array_equal(label_from_mask(m, 20, tmp_path / "m.png"), expected)
+        # a non-contiguous view and a wider integer type give the same label
+        np.testing.assert_array_equal(label_from_mask(np.asfortranarray(m), 20, None), expected)
+        np.testing.assert_array_equal(label_from_mask(m.astype(np.int32), 20, None), expected)
+    with pytest.raises(DataError, match="class index 21"):
+        label_from_mask(np.full((4, 4), 21, np.uint8), 20, tmp_path / "m.png")
+
+
+def test_load_cam_fields_both_formats(tmp_path):
+    from wsss.data.io import load_cam, save_cam
+
+    rng = np.random.default_rng(0)
+    cam, hr = rng.random((2, 3, 4)).astype(np.float32), rng.random((2, 9, 13)).astype(np.float32)
+    save_cam(tmp_path / "a.npz", [4, 11], cam, hr)
+    # P-NOC's .npy: background key 0 in front, classes shifted by one, float32
+    np.save(tmp_path / "b.npy", {"keys": np.array([0, 5, 12]), "cam": cam, "hr_cam": hr})
+    for name in ("a.npz", "b.npy"):
+        both = load_cam(tmp_path / name)
+        only_hr = load_cam(tmp_path / name, fields=("hr_cam",))
+        only_st = load_cam(tmp_path / name, fields=("cam",))
+        assert set(both) == {"keys", "cam", "hr_cam"} and set(only_hr) == {"keys", "hr_cam"}
+        assert set(only_st) == {"keys", "cam"}
+        for d in (both, only_hr, only_st):
+            np.testing.assert_array_equal(d["keys"], [4, 11])
+        np.testing.assert_allclose(only_hr["hr_cam"], both["hr_cam"])
+        np.testing.assert_allclose(only_hr["hr_cam"], hr, atol=1e-3)  # fp16 on disk for .npz
+    np.savez(tmp_path / "c.npz", keys=np.array([1]), cam=cam[:1])
+    with pytest.raises(DataError, match="hr_cam"):
+        load_cam(tmp_path / "c.npz")
+    assert set(load_cam(tmp_path / "c.npz", fields=("cam",))) == {"keys", "cam"}

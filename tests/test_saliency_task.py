@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.data import build_dataset, collate
-from wsss.data.io import save_cam, save_gray_png
-from wsss.data.synthetic import generate
+from wsss.data import collate
 from wsss.engine import StepContext
 from wsss.errors import DataError
 from wsss.saliency import SALIENCY_METHODS
@@ -18,17 +16,9 @@ MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(fg_maps_split):
     """A 4-image synthetic split with 'CAMs' and saliency maps equal to the foreground mask."""
-    root = tmp_path_factory.mktemp("syn")
-    generate(root / "data", seed=1, n_train=4, n_val=1, size=48, progress=False)
-    ds = build_dataset("synthetic", root / "data", "train")
-    for i in ds.ids:
-        fg = ds.load_gt_mask(i)
-        fg = ((fg > 0) & (fg < 255)).astype(np.float32)
-        save_cam(root / "cams" / f"{i}.npz", [0], fg[None, ::4, ::4], fg[None])
-        save_gray_png(root / "sal" / f"{i}.png", (fg * 255).astype(np.uint8))
-    return root, ds
+    return fg_maps_split
 
 
 def _is_fg(mask):

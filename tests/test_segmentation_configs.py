@@ -49,7 +49,13 @@ def test_published_recipes():
     model = build_segmentation_model({**v3["model"], "weights": None}, 21)
     norms = [mod for mod in model.head.modules() if isinstance(mod, (nn.BatchNorm2d, nn.GroupNorm))]
     assert all(isinstance(n, nn.GroupNorm) and n.num_groups == 4 for n in norms)
-    stem = [n for n, p in model.backbone.named_parameters() if not p.requires_grad]
+    # the stem trains, as P-NOC's segmentation/train.py ran (it never passes trainable_stem)
+    assert all(p.requires_grad for p in model.backbone.parameters())
+    model.train()
+    assert all(m.training for m in model.backbone.modules())
+    # the runner's intent (TRAIN_STEM=false) stays available as an option
+    frozen = build_segmentation_model({**v3["model"], "weights": None, "frozen_prefixes": ["conv1.", "bn1."]}, 21)
+    stem = [n for n, p in frozen.backbone.named_parameters() if not p.requires_grad]
     assert stem and all(n.startswith(("conv1.", "bn1.")) for n in stem)
     v2 = load_config("configs/voc/deeplabv2.yaml")
     assert (v2["train"]["lr"], v2["train"]["batch_size"], v2["augment"]["crop"], v2["method"]["msc_scales"]) == \

@@ -7,8 +7,9 @@
 Modes (registry ``wsss.metrics.MODES``): ``png`` scores index PNGs ``<pred>/<id>.png``;
 ``cam`` scores CAM files ``<pred>/<id>.npz`` (or P-NOC ``.npy``) by padding a background channel
 at threshold t and taking the argmax, sweeping ``--thresholds a:b:step`` (b included) and
-reporting the best t and the curve; ``saliency`` scores 0..255 gray PNGs ``<pred>/<id>.png`` (any
-folder, made here or elsewhere) as binary foreground/background, foreground where value/255 > t,
+reporting the best t and the curve (CAM files that store their method's background map,
+``hr_cam_bg``, are scored against it instead, without a sweep); ``saliency`` scores 0..255
+gray PNGs ``<pred>/<id>.png`` (any folder, made here or elsewhere) as binary foreground/background, foreground where value/255 > t,
 with the same sweep (wsss/metrics/saliency.py). mIoU follows PuzzleCAM / P-NOC (confusion matrix over the
 whole split, 255 ignored, mean over all classes incl. background); the contour F-score follows
 ICAM (``--contour-definition icam``). All numbers are percentages; the last printed line is

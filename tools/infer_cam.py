@@ -3,10 +3,13 @@
     python tools/infer_cam.py --exp experiments/voc_puzzle --split train --out experiments/voc_puzzle/cams/train
     torchrun --nproc_per_node=4 tools/infer_cam.py --exp ... --split train_aug   # shards the images
 
-Writes ``<out>/<id>.npz`` (``keys``, ``cam`` at stride 4, ``hr_cam`` at image size, fp16,
-max-normalised) atomically, skips images already done unless ``--overwrite``, and saves the
-effective config as ``<out>/config.yaml``. Scales default to ``infer.scales`` of the experiment's
-config (0.5, 1, 1.5, 2), each with its horizontal flip in the same batch.
+Writes ``<out>/<id>.npz`` (``keys``, ``cam`` at stride 4, ``hr_cam`` at image size, fp16;
+``cam_bg``/``hr_cam_bg`` for methods with a background channel) atomically, skips images
+already done unless ``--overwrite``, and saves the effective config as ``<out>/config.yaml``.
+The method turns each image's views into CAMs (``CAMMethod.infer_cams``; default: scales
+``infer.scales`` of the experiment's config (0.5, 1, 1.5, 2), each with its horizontal flip in
+the same batch, summed and max-normalised). Only the trained checkpoint is read: the config's
+ImageNet weights (``model.weights``) need not exist.
 """
 
 import argparse
@@ -16,13 +19,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from wsss.cams import build_method
-from wsss.cams.inference import DEFAULT_SCALES, PyramidDataset, group_by_size, infer_group, make_cam_fn
+from wsss.cams import METHODS
+from wsss.cams.inference import DEFAULT_SCALES, PyramidDataset, group_by_size
 from wsss.cli import Timer, run_main
 from wsss.config import load_config, save_config
 from wsss.data import build_dataset, detect_dataset
 from wsss.data.io import find_cam, save_cam
-from wsss.engine import barrier, init_distributed, load_weights, resolve_device, shard
+from wsss.engine import barrier, init_distributed, resolve_device, shard
 from wsss.engine.distributed import all_reduce_sum, destroy
 from wsss.errors import ConfigError
 
@@ -71,12 +74,13 @@ def main(argv=None):
     dataset = build_dataset(data["dataset"], data["root"], args.split)
     mine = shard(range(len(dataset)), rank, world)
     todo = [i for i in mine if args.overwrite or not find_cam(out, dataset.ids[i]).is_file()]
-    task = build_method(cfg["method"]["name"], cfg, dataset.num_classes)
-    load_weights(task, args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth")
+    ckpt = args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth"
+    task = METHODS.get(cfg["method"]["name"]).from_checkpoint(cfg, dataset.num_classes, ckpt)
     task.to(device).eval()
     if infer["channels_last"]:
         task.to(memory_format=torch.channels_last)
-    cam_fn = make_cam_fn(task, device, infer["amp"], infer["channels_last"])
+    settings = {"device": device, "amp": infer["amp"], "channels_last": infer["channels_last"],
+                "flip": infer["flip"], "hr_stride": int(infer["hr_stride"])}
 
     loader = DataLoader(PyramidDataset(dataset, todo, infer["scales"]), batch_size=int(infer["batch_size"]),
                         num_workers=int(infer["num_workers"]), collate_fn=list)
@@ -84,8 +88,8 @@ def main(argv=None):
     with torch.inference_mode():
         for items in loader:
             for group in group_by_size(items):
-                for it, cam, hr in infer_group(cam_fn, group, infer["flip"], hr_stride=int(infer["hr_stride"])):
-                    save_cam(out / f"{it['id']}.npz", it["keys"], cam.cpu().numpy(), hr.cpu().numpy())
+                for it, maps in task.infer_group(group, **settings):
+                    save_cam(out / f"{it['id']}.npz", it["keys"], **maps)
                 bar.update(len(group))
     bar.close()
     done, skipped = all_reduce_sum([len(todo), len(mine) - len(todo)], device)

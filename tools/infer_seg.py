@@ -4,7 +4,9 @@
     torchrun --nproc_per_node=4 tools/infer_seg.py --exp experiments/seg --split val   # sharded
 
 For every image: the mean of the logits over ``infer.scales`` x {identity, h-flip} at image
-size (``wsss.segmentation.multiscale_logits``), then
+size (``wsss.segmentation.image_logits``; ``infer.resize``: ``pil_bicubic``, the default, makes
+each scale's input with PIL's antialiased bicubic as P-NOC does, ``bilinear`` resizes the
+normalised tensor), then
 
 - ``<out>/raw/<id>.png``: argmax of the logits;
 - with ``--crf PRESET`` also ``<out>/crf_<PRESET>/<id>.png``: argmax of the dense-CRF marginals
@@ -19,7 +21,6 @@ size (``wsss.segmentation.multiscale_logits``), then
 
 import argparse
 import contextlib
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -33,17 +34,18 @@ from wsss.cli import Timer, run_main
 from wsss.config import apply_overrides, save_config
 from wsss.data import build_dataset, detect_dataset
 from wsss.data.io import save_index_png
-from wsss.data.transforms import build_eval_transform
+from wsss.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ResizeLong
 from wsss.engine import distributed as du
-from wsss.engine.checkpoint import load_checkpoint, load_weights
+from wsss.engine.checkpoint import load_checkpoint
 from wsss.engine.trainer import AMP_DTYPES
 from wsss.errors import CheckpointError, ConfigError
 from wsss.postprocess import crf_from_probs, crf_params, parallel_map
-from wsss.segmentation import multiscale_logits
-from wsss.segmentation.task import SegmentationTask
+from wsss.segmentation import image_logits
+from wsss.segmentation.inference import INPUT_RESIZES
+from wsss.stage import stage_task
 
 INFER_DEFAULTS = {"scales": [0.5, 1.0, 1.5, 2.0], "flip": True, "align_corners": False, "flip_sum": False,
-                  "num_workers": 2}
+                  "resize": "pil_bicubic", "num_workers": 2}
 
 
 def parse_args(argv=None):
@@ -89,11 +91,7 @@ def training_config(ckpt, path, overrides):
 
 def load_model(ckpt, path, cfg, num_classes, device):
     """The segmentation network of a train_seg checkpoint, in eval mode on ``device``."""
-    model_cfg = copy.deepcopy(cfg)
-    model_cfg["model"].update(weights=None, backbone_init=None)  # the checkpoint holds every weight
-    task = SegmentationTask(model_cfg, num_classes)
-    load_weights(task, ckpt, strict=True, path=path)
-    return task.model.to(device).eval()
+    return stage_task("segmentation", cfg).from_checkpoint(cfg, num_classes, ckpt, path=path).model.to(device).eval()
 
 
 def _first(batch):
@@ -132,6 +130,8 @@ def main(argv=None):
         infer["scales"] = [float(s) for s in args.scales.split(",")]
     if args.no_flip:
         infer["flip"] = False
+    if infer["resize"] not in INPUT_RESIZES:
+        raise ConfigError(f"infer.resize={infer['resize']!r}", fix=f"use one of {', '.join(INPUT_RESIZES)}")
     crf, crf_name = None, None
     if args.crf:
         spec = infer.get("crf") if args.crf == "config" else args.crf
@@ -144,7 +144,10 @@ def main(argv=None):
         except TypeError as e:
             raise ConfigError(f"bad infer.crf {spec}: {e}", fix="use a preset name and CRFParams fields") from None
         infer["crf"] = spec
-    transform = build_eval_transform(cfg.get("augment"))
+    aug = cfg.get("augment") or {}
+    mean, std = ((aug.get("mean", IMAGENET_MEAN), aug.get("std", IMAGENET_STD)) if aug.get("normalize", True)
+                 else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+    resize_long = ResizeLong(int(aug["eval_resize_long"])) if aug.get("eval_resize_long") else None
 
     out = Path(args.out or Path(args.exp) / "pred" / args.split)
     raw_dir, crf_dir = out / "raw", (out / f"crf_{crf_name}" if crf else None)
@@ -169,10 +172,10 @@ def main(argv=None):
 
     def predictions():
         for sample in tqdm(loader, desc=f"infer_seg {args.split}", disable=not du.is_main(), dynamic_ncols=True):
-            x = transform(sample)["image"].to(device)
-            with autocast:  # the logits come back as float32 (multiscale_logits)
-                logits = multiscale_logits(model, x, infer["scales"], infer["flip"], infer["align_corners"],
-                                           infer["flip_sum"])
+            image = resize_long(sample)["image"] if resize_long else sample["image"]
+            with autocast:  # the logits come back as float32
+                logits = image_logits(model, image, infer["scales"], infer["flip"], infer["align_corners"],
+                                      infer["flip_sum"], infer["resize"], mean, std, device)
             h, w = sample["image"].shape[:2]
             if tuple(logits.shape[-2:]) != (h, w):
                 logits = F.interpolate(logits[None], size=(h, w), mode="bilinear", align_corners=False)[0]

@@ -7,7 +7,8 @@
 Reads any CAM-format files (``<id>.npz`` of this toolkit or P-NOC's ``.npy``: ``keys`` and the
 image-size ``hr_cam``): the stage-1 CAMs, or the random walk's scores saved by
 ``tools/infer_rw.py --save-rw``. Per image: a constant background channel ``--threshold`` in
-front of the class channels, argmax, then (``--crf PRESET``) the label CRF of
+front of the class channels (or, for files that store one, the method's own background map
+``hr_cam_bg``, which takes precedence), argmax, then (``--crf PRESET``) the label CRF of
 ``wsss.postprocess.crf`` with ``len(keys) + 1`` labels, as P-NOC's ``make_pseudo_labels.py``.
 Writes ``<out>/<id>.png`` (index PNG, 0 = background, c + 1 = class c) atomically, skips
 finished images unless ``--overwrite``, and saves its settings as ``<out>/config.yaml``.
@@ -34,7 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--split", required=True, help="split to process, e.g. train")
     p.add_argument("--scores", required=True, help="folder of <id>.npz / .npy score files (CAM format)")
     p.add_argument("--out", required=True, help="output folder of <id>.png pseudo masks")
-    p.add_argument("--threshold", required=True, type=float, help="background score, e.g. 0.3")
+    p.add_argument("--threshold", default=None, type=float,
+                   help="background score, e.g. 0.3 (needed unless the files store a background map)")
     p.add_argument("--crf", default="none", help=f"label-CRF preset: none, {', '.join(CRF_PRESETS.names())}")
     p.add_argument("--workers", type=int, default=1, help="processes for the CRF / PNG writing")
     p.add_argument("--overwrite", action="store_true", help="redo images whose mask exists")
@@ -42,13 +44,21 @@ def parse_args(argv=None):
 
 
 def index_maps(dataset, indices, score_dir, threshold):
-    """Yield ``(dataset index, background-padded argmax (H, W) uint8, keys)`` per image."""
+    """Yield ``(dataset index, background-padded argmax (H, W) uint8, keys)`` per image; the
+    background is the file's ``hr_cam_bg`` when it has one, else ``threshold``."""
     for i in indices:
         path = find_cam(score_dir, dataset.ids[i])
         data = load_cam(path)
         scores = data["hr_cam"]
         keys = foreground_keys(data["keys"], scores.shape[0], path=path)
-        yield i, pad_background(scores, threshold=threshold).argmax(0).astype(np.uint8), keys
+        if "hr_cam_bg" in data:
+            padded = pad_background(scores, background=data["hr_cam_bg"])
+        elif threshold is None:
+            raise ConfigError("this score file stores no background map and no --threshold was given", path=path,
+                              fix="pass --threshold (e.g. the best threshold of tools/evaluate.py --mode cam)")
+        else:
+            padded = pad_background(scores, threshold=threshold)
+        yield i, padded.argmax(0).astype(np.uint8), keys
 
 
 def main(argv=None):
@@ -57,7 +67,7 @@ def main(argv=None):
     if not Path(args.scores).is_dir():
         raise ConfigError("score folder not found", path=args.scores,
                           fix="run tools/infer_cam.py or tools/infer_rw.py --save-rw for this split")
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ConfigError(f"--threshold {args.threshold} is outside [0, 1]",
                           fix="scores are max-normalised; pick a background score in [0, 1]")
     crf = None if args.crf in ("none", "", "null") else {"preset": args.crf}
@@ -77,8 +87,9 @@ def main(argv=None):
     save_config({"pseudo_masks": {"data": str(args.data), "dataset": name, "split": args.split,
                                   "scores": str(args.scores), "threshold": args.threshold, "crf": crf}},
                 out / "config.yaml")
+    bg = "stored" if args.threshold is None else args.threshold
     print(f"[make_pseudo_masks] {name}/{args.split}: {len(todo)} masks, {len(dataset) - len(todo)} skipped "
-          f"(done before), bg {args.threshold}, crf {args.crf}, fg {100 * float(np.mean(fg)) if fg else 0:.1f}%, "
+          f"(done before), bg {bg}, crf {args.crf}, fg {100 * float(np.mean(fg)) if fg else 0:.1f}%, "
           f"{timer.seconds:.1f}s -> {out}")
     return 0
 

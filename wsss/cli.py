@@ -31,8 +31,9 @@ class Timer:
 
 
 def resolve_data(cfg, root=None, config_path=None):
-    """Fill ``cfg["data"]``: ``root`` (from ``--data`` when given) and the dataset name when it is
-    ``auto`` (detected from the root's layout); returns the data section."""
+    """Fill ``cfg["data"]``: ``root`` (from ``--data`` when given) and the dataset name
+    ``dataset`` (``data.name`` is read as its alias; ``auto`` is detected from the root's
+    layout); returns the data section."""
     from .data import detect_dataset
     from .errors import ConfigError
 
@@ -41,6 +42,8 @@ def resolve_data(cfg, root=None, config_path=None):
         data["root"] = str(root)
     if not data.get("root"):
         raise ConfigError("no dataset root", path=config_path, fix="pass --data DIR or set data.root")
+    if "dataset" not in data and data.get("name"):
+        data["dataset"] = data["name"]
     if data.get("dataset", "auto") == "auto":
         data["dataset"] = detect_dataset(data["root"])
     return data

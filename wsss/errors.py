@@ -27,3 +27,7 @@ class ConfigError(WSSSError):
 
 class CheckpointError(WSSSError):
     """A checkpoint is missing, truncated or for another architecture."""
+
+
+class DownloadError(WSSSError):
+    """A download failed: unreachable, refused, truncated, or not the expected file."""

@@ -6,15 +6,19 @@
     psa.py          psa's AffinityNet (feature affinities), PsaAffinityTask, its walk inputs
     random_walk.py  T = column-normalised A^beta applied 2^logt times by sparse products
 
-``AFFINITY_TASKS`` (a registry, chosen by ``model.affinity``: ``irn`` (default) | ``psa``) maps
-a name to its training task class, which also provides ``build_net``, ``walk_cams`` and ``walk``
-for tools/infer_rw.py.
-
-Names are imported lazily so that CRF worker processes (which only need ``labels``) do not
-pay for torch and the engine.
+Trainable tasks register in ``AFFINITY_TASKS`` (``irn``: IRN's boundary AffinityNet, the
+default; ``psa``: psa's feature AffinityNet), found by ``tools/train_affinity.py --method`` or
+the config's ``method.name``; each task class also provides ``build_net``, ``walk_cams`` and
+``walk`` for tools/infer_rw.py. Names are imported lazily so that CRF worker processes
+(which only need ``labels``) do not pay for torch and the engine: the registry imports this
+package's modules at its first lookup.
 """
 
 import importlib
+
+from ..registry import Registry
+
+AFFINITY_TASKS = Registry("affinity task", package=__name__)
 
 _EXPORTS = {
     "LABEL_RULES": "labels", "affinity_labels": "labels", "rule_params": "labels", "combine_confident": "labels",
@@ -25,24 +29,10 @@ _EXPORTS = {
     "transition_matrix": "random_walk",
 }
 
-__all__ = sorted(_EXPORTS) + ["AFFINITY_TASKS"]
-
-
-def _affinity_tasks():
-    from ..registry import Registry
-    from .net import AffinityTask
-    from .psa import PsaAffinityTask
-
-    tasks = Registry("affinity network (model.affinity)")
-    tasks.register("irn")(AffinityTask)
-    tasks.register("psa")(PsaAffinityTask)
-    return tasks
+__all__ = sorted([*_EXPORTS, "AFFINITY_TASKS"])
 
 
 def __getattr__(name):
-    if name == "AFFINITY_TASKS":  # built on first use: importing it pulls in torch and the engine
-        globals()[name] = _affinity_tasks()
-        return globals()[name]
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -16,6 +16,8 @@ A label map is uint8 at image size: 0 = confident background, ``c + 1`` = confid
   4 / 24 in the CVPR paper, 2 / 21 in AEFT): CRF marginals of ``[(1 - max cam)^alpha, cams]``
   (psa CRF preset) at a low and a high alpha; label = low-alpha argmax where it is foreground,
   255 where it is background, then 0 wherever the high-alpha argmax is background.
+
+See docs/methods/affinity-labels.md.
 """
 
 from pathlib import Path

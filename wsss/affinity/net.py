@@ -17,14 +17,20 @@ Inference (:meth:`AffinityNet.edge_map`): the image and its flip, zero-padded (n
 space) on the right/bottom to ``pad_size`` as IRN's ``EdgeDisplacement`` / P-NOC's
 ``get_edge`` do, boundary = ``sigmoid(B / 2 + flip(B_flipped) / 2)`` cropped to the image's
 stride-4 grid ``ceil(H / 4) x ceil(W / 4)``.
+
+See docs/methods/affinitynet.md.
 """
+
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import TaskModule
+from ..backbones import backbone_from_config
+from ..engine import Option, TaskModule
 from ..errors import ConfigError, DataError
+from . import AFFINITY_TASKS
 from .pairs import PairIndex
 
 LEVELS = ("c1", "c2", "c3", "c4", "c5")
@@ -115,51 +121,54 @@ def labels_at_stride4(mask):
     return mask[..., 2::4, 2::4]
 
 
-def backbone_from_model(cfg, load_backbone=True, output_stride=16, norm_mode="frozen"):
-    """The backbone of a config's ``model`` section (``backbone``, ``output_stride``, ``norm_mode``,
-    ``weights``, ``backbone_kwargs``, ``backbone_init`` + ``backbone_init_prefix``); the keyword
-    arguments are the defaults. ``load_backbone=False`` skips ``weights``/``backbone_init``."""
-    from ..backbones import build_backbone
-
-    m = cfg.get("model") or {}
-    if "backbone" not in m:
-        raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
-    backbone = build_backbone(m["backbone"], output_stride=int(m.get("output_stride", output_stride)),
-                              norm_mode=m.get("norm_mode", norm_mode),
-                              weights=m.get("weights") if load_backbone else None,
-                              **(m.get("backbone_kwargs") or {}))
-    if load_backbone and m.get("backbone_init"):
-        from ..engine.checkpoint import load_backbone_from
-
-        load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
-    return backbone
-
-
 def build_affinity_net(cfg, load_backbone=True):
-    """:class:`AffinityNet` from a config's ``model`` section (``backbone``, ``output_stride``,
-    ``norm_mode`` (frozen), ``weights``, ``backbone_kwargs``, ``backbone_init``, ``edge_width``).
+    """:class:`AffinityNet` from a config's ``model`` section
+    (:func:`wsss.backbones.backbone_from_config`, BatchNorm ``frozen`` by default, and
+    ``edge_width``). ``load_backbone=False`` skips ``weights``/``backbone_init`` (a checkpoint
+    will hold them)."""
+    m = cfg.get("model") or {}
+    backbone = backbone_from_config(m, pretrained=load_backbone, norm_mode="frozen")
+    return AffinityNet(backbone, width=int(m.get("edge_width", 32)))
 
-    ``load_backbone=False`` skips ``weights``/``backbone_init`` (a checkpoint will hold them).
-    """
-    backbone = backbone_from_model(cfg, load_backbone)
-    return AffinityNet(backbone, width=int((cfg.get("model") or {}).get("edge_width", 32)))
 
-
+@AFFINITY_TASKS.register("irn")
 class AffinityTask(TaskModule):
-    """Training task of the affinity stage: batches whose ``mask`` holds the affinity labels.
+    """IRN's AffinityNet training: batches whose ``mask`` holds the affinity labels of
+    ``method.label_dir`` (``tools/make_affinity_labels.py``, rules ``method.labels`` /
+    ``labels_fallback``).
 
-    Registered as ``model.affinity: irn`` (:data:`wsss.affinity.AFFINITY_TASKS`); ``build_net``,
-    ``walk_cams`` and ``walk`` are what tools/infer_rw.py needs of a registered network.
-    """
+    ``build_net``, ``walk_cams`` and ``walk`` are what tools/infer_rw.py needs of a registered
+    affinity task (a subclass such as psa's overrides them)."""
 
+    name = "irn"
     build_net = staticmethod(build_affinity_net)
-    default_radius = 10  # method.radius: IRN's training pairs on the stride-4 grid
+    options = {
+        "radius": Option(10, "training pairs within this radius on the stride-4 grid"),
+        "label_dir": Option(None, "affinity labels of the training split (tools/train_affinity.py --labels)"),
+        "labels": Option(None, "tools/make_affinity_labels.py: the label rule with saliency ({rule: ..., ...})"),
+        "labels_fallback": Option(None, "tools/make_affinity_labels.py: the label rule without saliency"),
+    }
+    exports = ("net",)
 
     def __init__(self, cfg, num_classes=None):
-        super().__init__()
+        super().__init__(cfg, num_classes)
         self.net = self.build_net(cfg)
-        self.radius = int((cfg.get("method") or {}).get("radius", self.default_radius))
+        self.radius = int(self.opts["radius"])
         self._pairs = {}
+
+    @classmethod
+    def train_dataset(cls, cfg, data):
+        """Images of ``data.train_split`` with the label PNGs of ``method.label_dir`` as masks,
+        augmented by ``augment`` (labels padded with 255)."""
+        from ..data import build_dataset
+        from ..data.transforms import build_train_transform
+
+        label_dir = cls.effective_options(cfg)["label_dir"]
+        if not label_dir or not Path(label_dir).is_dir():
+            raise ConfigError("affinity label folder not found", path=label_dir,
+                              fix="run tools/make_affinity_labels.py first (tools/train_affinity.py --labels DIR)")
+        return build_dataset(data["dataset"], data["root"], data.get("train_split", "train"),
+                             transform=build_train_transform(cfg.get("augment")), mask_dir=label_dir)
 
     def param_groups(self):
         # IRN / P-NOC: only the boundary head trains, all of it at lr x1 with weight decay
@@ -183,28 +192,37 @@ class AffinityTask(TaskModule):
 
     @staticmethod
     def walk_cams(cam, image_size, infer, stride=4, path=None):
-        """The walk input of one CAM file: its stride-4 ``cam`` (or, as P-NOC falls back, the
-        image-size ``hr_cam`` resized to the stride-4 grid)."""
+        """The walk input of one CAM file (``load_cam``'s dict) on the stride-4 grid: its ``cam``
+        (or, as P-NOC falls back, the image-size ``hr_cam`` resized to the grid), with a
+        background channel in front when the file stores one (``cam_bg``) or ``infer.bg_alpha``
+        is set (psa's ``(1 - max)^alpha``)."""
+        from .random_walk import with_background
+
         h, w = image_size
         grid = ((h + stride - 1) // stride, (w + stride - 1) // stride)
         if "cam" in cam:
             cams = torch.from_numpy(cam["cam"])
         else:
-            cams = F.interpolate(torch.from_numpy(cam["hr_cam"])[None], size=grid, mode="bilinear",
+            cams = F.interpolate(torch.from_numpy(cam["hr_cam"]).float()[None], size=grid, mode="bilinear",
                                  align_corners=False)[0]
         if tuple(cams.shape[1:]) != grid:
             raise DataError(f"stride-4 CAMs are {tuple(cams.shape[1:])}, expected {grid} for a {h}x{w} image",
                             path=path, fix="re-run tools/infer_cam.py on this split")
-        return cams.float()
+        bg = cam.get("cam_bg")
+        if bg is not None and tuple(bg.shape) != grid:
+            raise DataError(f"cam_bg is {tuple(bg.shape)}, expected {grid}", path=path,
+                            fix="re-run tools/infer_cam.py on this split")
+        return with_background(cams.float(), bg, None if bg is not None else infer.get("bg_alpha"))
 
     @staticmethod
     def walk(net, items, infer, device):
-        """Boundary maps + batched random walk -> per item (image-size scores, stride-4 walk)."""
+        """Boundary maps + batched random walk of each item's ``cams`` (:meth:`walk_cams`, any
+        background channel included) -> per item (image-size scores, stride-4 walk)."""
         from .random_walk import propagate_batch, stack_images, upsample_walk
 
         images, sizes = stack_images([it["image"] for it in items])
         edges = net.edge_map(images.to(device), sizes, pad_size=int(infer["pad_size"]))
         rws = propagate_batch([it["cams"].to(device) for it in items], edges, beta=float(infer["beta"]),
                               logt=int(infer["logt"]), radius=int(infer["radius"]), mask_edge=bool(infer["mask_edge"]),
-                              bg_alpha=infer["bg_alpha"], dtype=getattr(torch, infer.get("dtype", "float64")))
+                              dtype=getattr(torch, infer.get("dtype", "float64")))
         return [(upsample_walk(rw, size).cpu().numpy(), rw.cpu().numpy()) for rw, size in zip(rws, sizes)]

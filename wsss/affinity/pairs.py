@@ -11,6 +11,8 @@ ends is below 1 (both ends included).
   inside the grid (IRN's cropped source window ``[0, H - r + 1) x [r - 1, W - r + 1)``).
 - :func:`grid_affinities` (inference): every in-grid pair of the whole map, as one (H, W) map
   per offset; pairs that leave the grid get affinity 0 (IRN pads the boundary map with 1).
+
+See docs/methods/affinitynet.md.
 """
 
 import numpy as np

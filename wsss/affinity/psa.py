@@ -25,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import param_groups_4
+from ..backbones import backbone_from_config
+from ..engine import Option, param_groups_4
 from ..errors import ConfigError, DataError
-from .net import AffinityTask, affinity_loss, backbone_from_model
+from . import AFFINITY_TASKS
+from .net import AffinityTask, affinity_loss
 from .pairs import search_offsets
-from .random_walk import random_walk_batch, stack_images, upsample_walk
+from .random_walk import random_walk_batch, stack_images, upsample_walk, with_background
 
 # Backbone entries the three 1x1 convs read (psa's conv4 / conv5 / conv6 on ResNet-38d).
 TAPS = {"resnet38d": ("b5_pre", "b6_pre", "c5")}
@@ -130,13 +132,11 @@ def grid_feature_affinities(feats, radius, source_window=False):
     return torch.stack(maps, dim=1), offsets
 
 
-def grid_cams(hr_cam, stride=8, bg_alpha=None):
-    """psa's walk input: image-size CAMs (K, H, W) [with ``(1 - max)^bg_alpha`` prepended],
-    zero-padded to a multiple of ``stride`` and average-pooled by it -> (K [+1], H/s, W/s)."""
-    x = hr_cam.float()
-    if bg_alpha is not None:
-        top = x.amax(0, keepdim=True) if len(x) else torch.zeros_like(x[:1].expand(1, -1, -1))
-        x = torch.cat([(1 - top).clamp(min=0).pow(float(bg_alpha)), x])
+def grid_cams(hr_cam, stride=8, bg_alpha=None, background=None):
+    """psa's walk input: image-size CAMs (K, H, W) with a background channel in front (a stored
+    image-size ``background`` (H, W), else ``(1 - max)^bg_alpha``, else none), zero-padded to a
+    multiple of ``stride`` and average-pooled by it -> (K [+1], H/s, W/s)."""
+    x = with_background(hr_cam.float(), background, bg_alpha)
     h, w = x.shape[1:]
     x = F.pad(x, (0, (-w) % stride, 0, (-h) % stride))
     return F.avg_pool2d(x[None], stride, stride)[0]
@@ -163,18 +163,21 @@ def build_psa_net(cfg, load_backbone=True):
     ``norm_mode`` (psa: frozen_affine), ``weights`` (ImageNet), ``backbone_kwargs``,
     ``backbone_init`` (+ ``backbone_init_prefix``: a CAM checkpoint, e.g. AEFT's psa
     ``res38_cls.pth``), ``psa_taps``, ``psa_widths``, ``psa_out``, ``frozen_prefixes``."""
-    backbone = backbone_from_model(cfg, load_backbone, output_stride=8, norm_mode="frozen_affine")
     m = cfg.get("model") or {}
+    backbone = backbone_from_config(m, pretrained=load_backbone, norm_mode="frozen_affine",
+                                    output_stride=m.get("output_stride") or 8)
     return PsaAffinityNet(backbone, taps=m.get("psa_taps"), widths=m.get("psa_widths") or (64, 128, 256),
                           out_channels=int(m.get("psa_out", 448)), frozen_prefixes=m.get("frozen_prefixes") or ())
 
 
+@AFFINITY_TASKS.register("psa")
 class PsaAffinityTask(AffinityTask):
-    """Training task of psa's AffinityNet (registered as ``model.affinity: psa``); IRN's task
-    with psa's network, parameter groups, label grid and walk."""
+    """psa's AffinityNet training (``--method psa`` / ``method.name: psa``): IRN's task (label
+    folder, pair index, options) with psa's network, parameter groups, label grid and walk."""
 
+    name = "psa"
+    options = {"radius": Option(5, "training pairs within this radius on the stride-8 grid (psa: 5)")}
     build_net = staticmethod(build_psa_net)
-    default_radius = 5
     loss = staticmethod(affinity_loss)  # bg/4 + fg/4 + neg/2, as psa's train_aff.py
 
     def param_groups(self):
@@ -192,8 +195,9 @@ class PsaAffinityTask(AffinityTask):
         return self.loss(pair_affinities(feats.float(), pairs), *pairs.pair_labels(labels))
 
     @staticmethod
-    def walk_cams(cam, image_size, infer, stride, path=None):
-        """The walk input of one CAM file: its ``hr_cam`` pooled to the grid (:func:`grid_cams`)."""
+    def walk_cams(cam, image_size, infer, stride=8, path=None):
+        """The walk input of one CAM file: its ``hr_cam`` with a background channel in front (the
+        stored ``hr_cam_bg``, else ``(1 - max)^infer.bg_alpha``) pooled to the grid (:func:`grid_cams`)."""
         if "hr_cam" not in cam:
             raise DataError("psa's walk needs the image-size CAMs (hr_cam)", path=path,
                             fix="re-run tools/infer_cam.py on this split")
@@ -201,7 +205,11 @@ class PsaAffinityTask(AffinityTask):
         if tuple(hr.shape[1:]) != tuple(image_size):
             raise DataError(f"hr_cam is {tuple(hr.shape[1:])} but the image is {tuple(image_size)}", path=path,
                             fix="re-run tools/infer_cam.py on this split")
-        return grid_cams(hr, stride, infer.get("bg_alpha"))
+        bg = cam.get("hr_cam_bg")
+        if bg is None and "cam_bg" in cam:
+            raise DataError("the CAM file stores a stride-4 background (cam_bg) but not the image-size one "
+                            "(hr_cam_bg) psa's walk pools", path=path, fix="re-run tools/infer_cam.py on this split")
+        return grid_cams(hr, stride, None if bg is not None else infer.get("bg_alpha"), bg)
 
     @staticmethod
     def walk(net, items, infer, device):

@@ -23,6 +23,8 @@ icam   8    6    5      6     ICAM infer_aff.py defaults (no CRF)
 aeft   8    6    5      19    AEFT infer_aff.py (--dup 19), then a 1-iteration dCRF with
                               psa's kernels on the walked scores (``crf_on: scores``)
 ====== ==== ==== ====== ===== =============================================================
+
+See docs/methods/affinitynet.md and docs/methods/psa.md.
 """
 
 import warnings
@@ -146,6 +148,18 @@ def random_walk_batch(xs, affs, offsets, beta, logt, dtype=torch.float64):
     return [rw[i, :c.shape[0], :c.shape[1], :c.shape[2]] for i, c in enumerate(xs)]
 
 
+def with_background(cams, background=None, alpha=None):
+    """``cams`` (K, h, w) with a background channel in front: ``background`` (h, w) when given
+    (a method's stored map, ``cam_bg``), else psa's ``(1 - max_c cams)^alpha`` (1 where no class
+    is present), else ``cams`` unchanged."""
+    if background is not None:
+        return torch.cat([torch.as_tensor(background).to(cams)[None], cams])
+    if alpha is None:
+        return cams
+    top = cams.amax(0, keepdim=True) if len(cams) else cams.new_zeros((1,) + tuple(cams.shape[1:]))
+    return torch.cat([(1 - top).clamp(min=0).pow(float(alpha)), cams])
+
+
 def propagate_batch(cams, edges, beta=10, logt=8, radius=5, mask_edge=True, bg_alpha=None, dtype=torch.float64):
     """IRN's walk of several images at once; returns one (K_i [+1], h_i, w_i) tensor per image.
 
@@ -159,8 +173,7 @@ def propagate_batch(cams, edges, beta=10, logt=8, radius=5, mask_edge=True, bg_a
         if c.shape[-2:] != e.shape[-2:]:
             raise ValueError(f"CAM grid {tuple(c.shape[-2:])} != boundary grid {tuple(e.shape[-2:])}")
     if bg_alpha is not None:
-        cams = [torch.cat([(1 - c.amax(0, keepdim=True) if len(c) else torch.ones_like(e)[None]).clamp(min=0)
-                           .pow(bg_alpha), c]) for c, e in zip(cams, edges)]
+        cams = [with_background(c, alpha=bg_alpha) for c in cams]
     xs, affs, offsets = [], [], None
     for c, e in zip(cams, edges):
         aff, offsets = grid_affinities(e[None], radius)

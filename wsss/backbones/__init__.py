@@ -12,6 +12,7 @@ import inspect
 from ..errors import ConfigError
 from ..registry import Registry
 from . import resnest, resnet, resnet38d
+from .from_config import PRETRAINED_KEYS, backbone_from_config, init_backbone, without_pretrained
 from .norm import FrozenBatchNorm2d, freeze_batchnorm, norm_layer
 from .weights import load_weights
 
@@ -44,4 +45,4 @@ def build_backbone(name, output_stride=16, norm_mode="train", weights=None, **kw
     return model
 
 
-__all__ = ["BACKBONES", "build_backbone", "load_weights", "norm_layer", "freeze_batchnorm", "FrozenBatchNorm2d"]
+__all__ = ["BACKBONES", "build_backbone", "backbone_from_config", "init_backbone", "without_pretrained", "PRETRAINED_KEYS", "load_weights", "norm_layer", "freeze_batchnorm", "FrozenBatchNorm2d"]

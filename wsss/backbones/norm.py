@@ -3,11 +3,13 @@
 ``norm_mode`` (``build_backbone``):
 
 - ``train``: plain ``nn.BatchNorm2d``.
-- ``frozen``: P-NOC's ``FixedBatchNorm`` ("fix" mode, used for the ordinary classifier, CCAM and
-  AffinityNet): every BN normalises with its running statistics and never updates them, also
-  after ``.train()``; its affine weight and bias stay trainable.
-- ``frozen_affine``: psa/SEAM's ``Net.train()`` (ResNet-38 methods: ICAM, CPN, AEFT): as
-  ``frozen`` and the affine weight and bias get ``requires_grad=False`` too.
+- ``frozen``: every BN normalises with its running statistics and never updates them, also
+  after ``.train()``; its affine weight and bias stay trainable (used where the whole backbone
+  is frozen anyway, e.g. AffinityNet, and where only the statistics should stay fixed).
+- ``frozen_affine``: as ``frozen`` and the affine weight and bias get ``requires_grad=False``
+  too. This is P-NOC's "fix" mode (``FixedBatchNorm`` plus ``set_trainable_layers(...,
+  BatchNorm2d, False)``: the ordinary classifier, AffinityNet) and psa/SEAM's ``Net.train()``
+  (ResNet-38 methods: ICAM, CPN, AEFT). See ``docs/methods/backbones.md``.
 
 Frozen layers are :class:`FrozenBatchNorm2d`, a ``BatchNorm2d`` subclass with the same
 parameter and buffer names, so checkpoints load unchanged in every mode.

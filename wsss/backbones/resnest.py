@@ -20,6 +20,8 @@ Details that change numbers, as in the official code:
   to ``radix * C``); softmax over the radix axis; output = attention-weighted sum of the splits.
 - Dilation: the official ``dilation=2`` (output stride 16) / ``dilated=True`` (output stride 8)
   give the same per-block dilations as :func:`wsss.backbones.resnet.stage_plan`.
+
+See docs/methods/backbones.md.
 """
 
 from torch import nn

@@ -19,6 +19,8 @@ checkpoint to match).
 (8), "c4": layer3 (16, or 8), "c5": layer4 (the output stride)}``; ``.channels`` and
 ``.strides`` give each entry's width and stride. (IRN/P-NOC's "stage1" edge input is
 ``max_pool2d(c1, 3, 2, 1)``.)
+
+See docs/methods/backbones.md.
 """
 
 from torch import nn

@@ -25,6 +25,8 @@ pre-activations (``relu(bn_branch2a(input))``) that psa-derived methods tap: ``b
 
 psa freezes ``conv1a`` (``requires_grad=False``; ``trainable_conv1a=True`` undoes it) and keeps
 every BN in eval mode with frozen affine parameters: that is ``norm_mode="frozen_affine"``.
+
+See docs/methods/backbones.md.
 """
 
 import torch.nn.functional as F

@@ -8,14 +8,24 @@ Accepted files and the key map applied, in order:
 2. Unwrapping (torch files). A dict of tensors is the state dict; otherwise the one stored under
    ``state_dict``, ``model`` or ``model_state_dict`` (wsss experiment checkpoints, most public
    repositories).
-3. Prefixes. ``module.`` (DataParallel/DDP) is stripped; when any key starts with ``backbone.``
-   (a whole wsss network) or else with ``model.`` (P-NOC's networks keep their trunk in
-   ``self.model``, next to ``stage1..5`` aliases and heads), only those keys are kept, without
-   the prefix.
+3. Layout (:func:`split_backbone`). ``module.`` (DataParallel/DDP) is stripped; then the trunk
+   is found by P-NOC's code-era rule (docs/hub.md), which also covers plain files and whole wsss
+   networks:
+
+   - any ``model.`` key: P-NOC era A (``self.model`` next to ``stage1..5`` aliases), or any other
+     network keeping its trunk in ``model``: the ``model.*`` keys;
+   - else any ``backbone.<name>`` key whose next part is not a number: P-NOC era C, a wsss
+     network, ICAM's DeepLab: the ``backbone.*`` keys;
+   - else any ``stage{k}.`` key: P-NOC era B (only the stage aliases were saved): the stages
+     renamed to the backbone's own names (:data:`STAGE_MAPS`);
+   - else the whole file is the trunk (torchvision, ResNeSt, psa).
+
+   P-NOC's aliases (``stage*``, ``backbone.<digit>.*``, ``edge_layers.*``, ``path_indices_*``)
+   are always dropped; the other keys outside the trunk are the network's heads.
 4. Family map (``backbone.checkpoint_family``):
    - ``resnet`` (torchvision checkpoints) and ``resnest`` (official ResNeSt): drop ``fc.*``.
-   - ``resnet38d``: drop the heads of psa/SEAM checkpoints (``fc8``, ``f8_3``, ``f8_4``, ``f8_5``,
-     ``f9``); MXNet names are renamed as psa's ``convert_mxnet_to_torch`` does (see
+   - ``resnet38d``: drop the heads of psa/SEAM/ICAM/CPN/AEFT checkpoints (``fc8``, ``f8_3``,
+     ``f8_4``, ``f8_5``, ``f9``, CPN's ``f10``, AEFT's ``fc9``, ``bn8``, ``gconv1..3``); MXNet names are renamed as psa's ``convert_mxnet_to_torch`` does (see
      :func:`mxnet_resnet38_name`), ``linear1000_*`` (the ImageNet classifier) dropped.
 5. Check. Every key and shape must equal the backbone's state dict; only BatchNorm's
    ``num_batches_tracked`` may be absent (torchvision and converted files lack it). Anything else
@@ -32,12 +42,24 @@ from ..errors import CheckpointError
 from .mxnet_params import is_mxnet_params, load_mxnet_params
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict")
-SUBNET_PREFIXES = ("backbone.", "model.")
 HEADS = {
     "resnet": ("fc",),
     "resnest": ("fc",),
-    "resnet38d": ("fc8", "f8_3", "f8_4", "f8_5", "f9"),
+    "resnet38d": ("fc8", "f8_3", "f8_4", "f8_5", "f9", "f10", "fc9", "bn8", "gconv1", "gconv2", "gconv3"),
 }
+_RESNET_STAGES = {"stage1.0.": "conv1.", "stage1.1.": "bn1.",
+                  **{f"stage{k}.0.": f"layer{k - 1}." for k in range(2, 6)}}
+#: P-NOC era B (2023-10 .. 2024-03): the ``nn.Sequential`` stage aliases -> the backbone's names.
+STAGE_MAPS = {
+    "resnet": _RESNET_STAGES,
+    "resnest": _RESNET_STAGES,
+    "resnet38d": {f"stage{s}.{i}.": f"{name}." for s, names in enumerate((
+        ("conv1a", "b2", "b2_1", "b2_2"), ("b3", "b3_1", "b3_2"), ("b4", "b4_1", "b4_2", "b4_3", "b4_4", "b4_5"),
+        ("b5", "b5_1", "b5_2"), ("b6", "b7", "bn7")), start=1) for i, name in enumerate(names)},
+}
+_ALIAS = re.compile(r"^(stage\d+\.|backbone\.\d+\.|edge_layers\.|path_indices_)")
+_ERA_C = re.compile(r"^backbone\.[^\d.]")
+_STAGE = re.compile(r"^stage\d+\.")
 _SHOWN = 5
 
 _MX_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_var": "running_var"}
@@ -110,6 +132,52 @@ def _is_tensor_dict(obj):
     return isinstance(obj, dict) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def split_backbone(state, family, path=None):
+    """Step 3 of the module docstring on a torch state dict: ``(trunk, heads, dropped, layout)``.
+
+    ``trunk`` holds the backbone's weights under its own names (still with any ``fc`` / ``fc8``
+    head of its family, see :func:`map_keys`), ``heads`` the network's other keys as stored,
+    ``dropped`` P-NOC's alias keys, ``layout`` one of ``model`` (P-NOC era A), ``backbone`` (era C),
+    ``stages`` (era B), ``plain``.
+    """
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith("model.") for k in state):
+        layout, rename = "model", _prefix_rename({"model.": ""})
+    elif any(_ERA_C.match(k) for k in state):
+        layout, rename = "backbone", lambda k: k[len("backbone."):] if _ERA_C.match(k) else None
+    elif any(_STAGE.match(k) for k in state):
+        if family not in STAGE_MAPS:
+            raise CheckpointError(f"stage-alias checkpoints (P-NOC 2023-10 .. 2024-03) cannot be mapped to a {family} "
+                                  "backbone", path=path, fix=f"use a {' / '.join(STAGE_MAPS)} backbone")
+        layout, rename = "stages", _prefix_rename(STAGE_MAPS[family])
+        stray = [k for k in state if _STAGE.match(k) and rename(k) is None]
+        if stray:
+            raise CheckpointError(f"stage keys that no {family} stage map covers ({', '.join(stray[:_SHOWN])})",
+                                  path=path, fix="check model.backbone: the file is of another architecture")
+    else:
+        own_heads = HEADS.get(family, ())
+        layout, rename = "plain", lambda k: None if k.split(".")[0] in own_heads else k
+    trunk, heads, dropped = {}, {}, []
+    for k, v in state.items():
+        new = rename(k)
+        if new is not None:
+            trunk[new] = v
+        elif _ALIAS.match(k):
+            dropped.append(k)
+        else:
+            heads[k] = v
+    return trunk, heads, dropped, layout
+
+
+def _prefix_rename(table):
+    """``key -> renamed key`` for keys starting with a prefix of ``table`` (``None`` for others)."""
+    def rename(k):
+        prefix = next((p for p in table if k.startswith(p)), None)
+        return None if prefix is None else table[prefix] + k[len(prefix):]
+
+    return rename
+
+
 def map_keys(state, fmt, family, path=None):
     """Apply steps 3-4 of the module docstring; returns ``(state, dropped_keys)``."""
     dropped = []
@@ -125,14 +193,11 @@ def map_keys(state, fmt, family, path=None):
             else:
                 renamed[new] = v
         return renamed, dropped
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    prefix = next((p for p in SUBNET_PREFIXES if any(k.startswith(p) for k in state)), None)
-    if prefix:
-        dropped += [k for k in state if not k.startswith(prefix)]
-        state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-    heads = HEADS.get(family, ())
-    dropped += [k for k in state if k.split(".")[0] in heads]
-    return {k: v for k, v in state.items() if k.split(".")[0] not in heads}, dropped
+    trunk, heads, dropped, _ = split_backbone(state, family, path)
+    dropped += list(heads)
+    own_heads = HEADS.get(family, ())
+    dropped += [k for k in trunk if k.split(".")[0] in own_heads]
+    return {k: v for k, v in trunk.items() if k.split(".")[0] not in own_heads}, dropped
 
 
 def check_state_dict(model, state, path=None, name=None):

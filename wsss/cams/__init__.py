@@ -4,13 +4,10 @@ Every module of this package is imported on import, so a new method file registe
 (``@METHODS.register("name")``) without further edits.
 """
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import METHODS, CAMMethod, build_method
-from .classifier import Classifier, backbone_from_config
+from .classifier import Classifier
 
-for _info in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_info.name}")
+import_submodules(__name__)
 
-__all__ = ["METHODS", "CAMMethod", "build_method", "Classifier", "backbone_from_config"]
+__all__ = ["METHODS", "CAMMethod", "build_method", "Classifier"]

@@ -1,21 +1,12 @@
-"""The CAM classifier: backbone -> 1x1 convolution without bias -> CAMs A; logits = GAP(A)."""
+"""The CAM classifier: backbone -> 1x1 convolution without bias -> CAMs A; logits = GAP(A).
+
+See docs/methods/cam.md.
+"""
 
 from torch import nn
 
-from ..backbones import build_backbone
-from ..errors import ConfigError
+from ..backbones import backbone_from_config
 from .losses import gap2d
-
-
-def backbone_from_config(cfg, **overrides):
-    """``build_backbone`` from ``cfg["model"]`` (``backbone``, ``output_stride`` (16),
-    ``norm_mode`` (train), ``weights``, ``backbone_kwargs``); ``overrides`` replace those keys."""
-    m = {**(cfg.get("model") or {}), **overrides}
-    if not m.get("backbone"):
-        raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
-    return build_backbone(m["backbone"], output_stride=int(m.get("output_stride", 16)),
-                          norm_mode=m.get("norm_mode", "train"), weights=m.get("weights"),
-                          **(m.get("backbone_kwargs") or {}))
 
 
 class Classifier(nn.Module):
@@ -38,6 +29,7 @@ class Classifier(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, num_classes, **overrides):
-        """Build from ``cfg["model"]``; ``overrides`` (e.g. ``norm_mode="frozen"``) replace its keys."""
-        return cls(backbone_from_config(cfg, **overrides), num_classes)
+        """Build from ``cfg["model"]`` (:func:`wsss.backbones.backbone_from_config`); ``overrides``
+        (e.g. ``norm_mode="frozen"``) replace its keys."""
+        return cls(backbone_from_config(cfg.get("model"), **overrides), num_classes)
 

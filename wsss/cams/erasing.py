@@ -3,14 +3,19 @@
 For each image one class ``r`` is drawn uniformly from its positive labels; its CAM (ReLU,
 bilinear upsampling to the image size with ``align_corners=False``) becomes an erasing mask:
 
-- :func:`soft_mask` divides by the maximum over the WHOLE batch (OC-CSE's "global" norm), and
+- :func:`soft_mask` divides by the maximum over the WHOLE batch (OC-CSE's "global" norm; under
+  torchrun the global batch of every rank), and
   the CAM generator's CSE loss classifies ``x * (1 - mask)`` with ``r`` removed from the label;
 - :func:`hard_keep` divides by each image's own maximum and keeps the pixels ``<= delta``;
   P-NOC's ordinary classifier learns to find every class, ``r`` included, in ``x * keep``.
+
+See docs/methods/poc.md.
 """
 
 import torch
 import torch.nn.functional as F
+
+from ..engine.distributed import global_max
 
 NO_CLASS = -1
 
@@ -42,11 +47,12 @@ def class_maps(cams, classes, size):
 
 
 def soft_mask(cams, classes, size, eps=1e-5):
-    """The CSE mask: :func:`class_maps` divided by their maximum over the whole batch (+eps).
+    """The CSE mask: :func:`class_maps` divided by their maximum over the whole batch (+eps),
+    every rank's images included (:func:`wsss.engine.distributed.global_max`).
 
     Differentiable (the CAM generator learns through it)."""
     maps = class_maps(cams, classes, size)
-    return maps / (maps.max() + eps)
+    return maps / (global_max(maps) + eps)
 
 
 def hard_keep(cams, classes, size, delta=0.2, eps=1e-5):

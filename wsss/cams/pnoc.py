@@ -2,7 +2,8 @@
 judged by an ordinary classifier (OC), which P-NOC also trains adversarially.
 
 Networks: the CAM generator ``net`` (the CAM classifier, as Puzzle-CAM) and the ordinary
-classifier ``oc`` (same kind of classifier, BatchNorm frozen), whose weights come from a
+classifier ``oc`` (same kind of classifier; every BatchNorm frozen, statistics AND affine
+parameters, as P-NOC's "fix" mode: ``norm_mode: frozen_affine``), whose weights come from a
 finished vanilla-CAM experiment ``method.oc_exp`` (trained with RandAugment + label smoothing,
 ``configs/<dataset>/oc.yaml``). Per step, with ``r`` one class drawn uniformly from each image's
 labels (:mod:`wsss.cams.erasing`):
@@ -28,30 +29,32 @@ two steps, so ``lambda_cse * o_loss`` also trains oc (towards NOT seeing the era
 against the NOC objective). ``method.leak_cse_grad_to_oc: true`` reproduces it (the CSE term
 then calls oc directly); the default, as the paper describes the method, is false.
 
-``method`` keys: ``oc_exp`` (required for training), ``oc_model`` (overrides of ``model`` for
-the OC's architecture; default: the same as f, as the reference), ``lambda_cse`` (1.0),
-``lambda_cse_init`` (0.3), ``lambda_cse_schedule`` (1.0), ``lambda_noc`` (1.0),
-``lambda_noc_init`` (0.0), ``lambda_noc_schedule`` (1.0), ``delta_noc`` (0.2),
-``leak_cse_grad_to_oc`` (false), ``puzzle`` (true; false drops the Puzzle terms: OC-CSE's loss,
-an ablation), plus Puzzle's ``num_pieces``/``alpha``/``alpha_schedule`` and ``label_smoothing``.
-The NOC optimizer is named ``noc``: ``train.optimizers.noc.lr`` sets its
-learning rate (the reference's ``lr_alpha_oc`` = 1: same lr as f).
+``method`` options are declared on :class:`PuzzleOC` and :class:`PuzzleNOC` (``python
+tools/train_cam.py --method pnoc --list-options`` prints them with their defaults): ``oc_exp``
+(required for training), ``oc_model`` (overrides of ``model`` for the OC's architecture;
+default: the same as f, as the reference), the CSE / NOC schedules, ``delta_noc``,
+``leak_cse_grad_to_oc`` and ``puzzle`` (false drops the Puzzle terms: OC-CSE's loss, an
+ablation), plus Puzzle's options. The NOC optimizer is named ``noc``:
+``train.optimizers.noc.lr`` sets its learning rate (the reference's ``lr_alpha_oc`` = 1: same
+lr as f). The OC's weights are loaded at the start of a fresh run (:meth:`on_train_start`); a
+resumed run and inference take them from this experiment's own checkpoint.
+
+See docs/methods/pnoc.md (P-NOC, the OC) and docs/methods/poc.md.
 """
 
 import contextlib
-from pathlib import Path
 
-from ..config import read_yaml
-from ..engine import frozen_call, load_checkpoint, load_weights, param_groups_4
-from ..errors import CheckpointError, ConfigError
+from ..backbones import PRETRAINED_KEYS
+from ..engine import Option, check_experiment, frozen_call, load_network, param_groups_4
+from ..errors import ConfigError
 from .base import METHODS
 from .classifier import Classifier
 from .erasing import hard_keep, linear_schedule, remove_class, sample_classes, soft_mask
 from .losses import mlsm
 from .puzzle import PuzzleCAM
 
-#: architecture keys of ``model`` that decide whether an OC checkpoint fits
-ARCH_KEYS = ("backbone", "backbone_kwargs")
+#: how to make the OC experiment, for error messages
+TRAIN_OC = "train the ordinary classifier first: tools/train_cam.py --config configs/<dataset>/oc.yaml --exp DIR"
 
 
 @contextlib.contextmanager
@@ -65,62 +68,27 @@ def module_mode(module, training):
         module.train(before)
 
 
-def oc_model_config(cfg):
-    """The OC's ``model`` section: ``cfg["model"]`` <- ``method.oc_model``, BatchNorm frozen and
-    no backbone weights to load (they come from the OC experiment)."""
-    over = (cfg.get("method") or {}).get("oc_model") or {}
-    if not isinstance(over, dict):
+def oc_model_config(cfg, oc_model):
+    """The OC's ``model`` section: ``cfg["model"]`` <- ``oc_model`` (``method.oc_model``),
+    BatchNorm frozen (running statistics and affine parameters: P-NOC builds the OC with
+    ``mode="fix"``, whose BN weight and bias get ``requires_grad=False``, so the NOC optimizer
+    never moves them) and no weight files to load (they come from the OC experiment)."""
+    if not isinstance(oc_model, dict):
         raise ConfigError("method.oc_model must be a mapping of model keys",
                           fix="e.g. method.oc_model.backbone=resnet50")
-    return {**(cfg.get("model") or {}), **over, "norm_mode": "frozen", "weights": None}
-
-
-def oc_checkpoint_path(exp_dir):
-    return Path(exp_dir) / "checkpoints" / "last.pth"
+    return {**(cfg.get("model") or {}), **oc_model, "norm_mode": "frozen_affine", **dict.fromkeys(PRETRAINED_KEYS)}
 
 
 def check_oc_experiment(exp_dir, model_cfg):
-    """Validate a finished classifier experiment for use as the OC; returns its checkpoint path.
-
-    Raises :class:`CheckpointError` when the folder, its ``config.yaml`` or its checkpoint is
-    missing, when its training has not finished, or when its architecture differs from
-    ``model_cfg`` (the OC this method builds)."""
+    """Validate a finished classifier experiment for use as the OC (:func:`wsss.engine.check_experiment`:
+    folder, files, architecture equal to ``model_cfg``); returns its checkpoint path."""
     if not exp_dir:
         raise ConfigError("P-OC/P-NOC need an ordinary classifier: method.oc_exp is not set",
                           fix="train one (tools/train_cam.py --config configs/<dataset>/oc.yaml --exp DIR) "
                               "and pass method.oc_exp=DIR")
-    exp_dir = Path(exp_dir)
-    cfg_path, ckpt = exp_dir / "config.yaml", oc_checkpoint_path(exp_dir)
-    if not cfg_path.is_file() or not ckpt.is_file():
-        raise CheckpointError("not a finished CAM experiment (config.yaml or checkpoints/last.pth missing)",
-                              path=exp_dir, fix="train the ordinary classifier first: tools/train_cam.py "
-                                                f"--config configs/<dataset>/oc.yaml --exp {exp_dir}")
-    trained = read_yaml(cfg_path).get("model") or {}
-    differ = [k for k in ARCH_KEYS if (trained.get(k) or None) != (model_cfg.get(k) or None)]
-    if differ:
-        got = ", ".join(f"{k}={trained.get(k)!r}" for k in differ)
-        want = ", ".join(f"{k}={model_cfg.get(k)!r}" for k in differ)
-        raise CheckpointError(f"the ordinary classifier was trained with {got}, this run builds it with {want}",
-                              path=cfg_path, fix="set method.oc_model to the OC's architecture "
-                                                 "(e.g. method.oc_model.backbone=...) or train a matching OC")
-    return ckpt
-
-
-def load_oc_weights(oc, exp_dir):
-    """Load the classifier ``net`` of a finished CAM experiment into ``oc``."""
-    path = oc_checkpoint_path(exp_dir)
-    ckpt = load_checkpoint(path)
-    epochs = ((ckpt.get("config") or {}).get("train") or {}).get("epochs")
-    if epochs is not None and int(ckpt.get("epoch", 0)) < int(epochs):
-        raise CheckpointError(f"the ordinary classifier's training is not finished (epoch {ckpt.get('epoch')} "
-                              f"of {epochs})", path=path,
-                              fix=f"finish it: tools/train_cam.py --config {Path(exp_dir) / 'config.yaml'} "
-                                  f"--exp {exp_dir}")
-    state = {k[len("net."):]: v for k, v in (ckpt.get("state_dict") or {}).items() if k.startswith("net.")}
-    if not state:
-        raise CheckpointError("checkpoint holds no classifier 'net' (not a cam/puzzle experiment)", path=path,
-                              fix="point method.oc_exp to a vanilla CAM experiment (configs/<dataset>/oc.yaml)")
-    return load_weights(oc, state, strict=True, path=path)
+    return check_experiment(exp_dir, model_cfg, kind="CAM",
+                            fix=f"{TRAIN_OC} (or set method.oc_model to the OC's architecture, "
+                                "e.g. method.oc_model.backbone=...)")
 
 
 @METHODS.register("poc")
@@ -128,39 +96,51 @@ class PuzzleOC(PuzzleCAM):
     """P-OC: Puzzle-CAM + class-specific erasing judged by a fixed ordinary classifier ``oc``."""
 
     name = "poc"
+    options = {
+        "oc_exp": Option(None, "experiment folder of the trained ordinary classifier (configs/<dataset>/oc.yaml)"),
+        "oc_model": Option({}, "model keys of the OC that differ from model (default: the same network as f)"),
+        "lambda_cse_init": Option(0.3, "CSE loss weight at the start"),
+        "lambda_cse": Option(1.0, "CSE loss weight at the end of its schedule"),
+        "lambda_cse_schedule": Option(1.0, "fraction of training over which lambda_cse moves linearly (0: at once)"),
+        "leak_cse_grad_to_oc": Option(False, "the reference's quirk: the CSE loss also trains the OC (P-NOC)"),
+        "puzzle": Option(True, "keep Puzzle-CAM's terms (false: OC-CSE's generator loss)"),
+    }
     #: whether ``oc`` is trained (P-NOC) or frozen (P-OC)
     trains_oc = False
 
     def __init__(self, cfg, num_classes):
         super().__init__(cfg, num_classes)
-        m = self.method_cfg
-        self.oc_exp = m.get("oc_exp")
-        self.oc_model = oc_model_config(cfg)
-        self.lambda_cse = (float(m.get("lambda_cse_init", 0.3)), float(m.get("lambda_cse", 1.0)),
-                           float(m.get("lambda_cse_schedule", 1.0)))
-        self.leak_cse_grad = bool(m.get("leak_cse_grad_to_oc", False))
-        self.use_puzzle = bool(m.get("puzzle", True))
+        m = self.opts
+        self.oc_exp = m["oc_exp"]
+        self.oc_model = oc_model_config(cfg, m["oc_model"])
+        self.lambda_cse = (float(m["lambda_cse_init"]), float(m["lambda_cse"]), float(m["lambda_cse_schedule"]))
+        self.leak_cse_grad = bool(m["leak_cse_grad_to_oc"])
+        self.use_puzzle = bool(m["puzzle"])
         self.oc = Classifier.from_config({"model": self.oc_model}, num_classes)
-        self.oc.requires_grad_(self.trains_oc)
+        if not self.trains_oc:  # P-NOC trains every OC parameter except the frozen BN affines
+            self.oc.requires_grad_(False)
         self.oc.eval()
 
     # -------------------------------------------------------------- ordinary classifier
     @classmethod
-    def train_dataset(cls, cfg, name, root, split):
-        # called by tools/train_cam.py before anything heavy: fail early on a bad OC experiment
-        check_oc_experiment((cfg.get("method") or {}).get("oc_exp"), oc_model_config(cfg))
-        return super().train_dataset(cfg, name, root, split)
+    def train_dataset(cls, cfg, data):
+        # called by the train tools before anything heavy: fail early on a bad OC experiment
+        m = cls.effective_options(cfg)
+        check_oc_experiment(m["oc_exp"], oc_model_config(cfg, m["oc_model"]))
+        return super().train_dataset(cfg, data)
 
     def load_oc(self, exp_dir=None):
-        """Load the OC's weights from ``exp_dir`` (default ``method.oc_exp``)."""
+        """Load the OC's weights (the ``net`` of a finished CAM experiment) from ``exp_dir``
+        (default ``method.oc_exp``)."""
         exp_dir = exp_dir or self.oc_exp
         check_oc_experiment(exp_dir, self.oc_model)
-        load_oc_weights(self.oc, exp_dir)
+        load_network(self.oc, exp_dir, prefix="net.", finished=True, what="classifier",
+                     fix=f"point method.oc_exp to a finished vanilla CAM experiment ({TRAIN_OC})")
 
-    def on_epoch_start(self, ctx):
-        # A fresh run loads the OC here; a resumed one got it (P-NOC: trained) from its own
+    def on_train_start(self, ctx, resumed):
+        # A fresh run loads the OC; a resumed one got it (P-NOC: trained) from its own
         # checkpoint, and inference never needs the OC experiment.
-        if ctx.epoch == 0 and ctx.step == 0:
+        if not resumed:
             self.load_oc()
 
     def train(self, mode=True):
@@ -211,14 +191,20 @@ class PuzzleNOC(PuzzleOC):
     """P-NOC: P-OC whose ordinary classifier is trained adversarially on hard-erased images."""
 
     name = "pnoc"
+    options = {
+        "lambda_noc_init": Option(0.0, "NOC loss weight at the start"),
+        "lambda_noc": Option(1.0, "NOC loss weight at the end of its schedule"),
+        "lambda_noc_schedule": Option(1.0, "fraction of training over which lambda_noc moves linearly (0: at once)"),
+        "delta_noc": Option(0.2, "hard erasing keeps the pixels whose CAM / its image maximum is <= delta_noc"),
+    }
+    exports = ("net", "oc")
     trains_oc = True
 
     def __init__(self, cfg, num_classes):
         super().__init__(cfg, num_classes)
-        m = self.method_cfg
-        self.lambda_noc = (float(m.get("lambda_noc_init", 0.0)), float(m.get("lambda_noc", 1.0)),
-                           float(m.get("lambda_noc_schedule", 1.0)))
-        self.delta_noc = float(m.get("delta_noc", 0.2))
+        m = self.opts
+        self.lambda_noc = (float(m["lambda_noc_init"]), float(m["lambda_noc"]), float(m["lambda_noc_schedule"]))
+        self.delta_noc = float(m["delta_noc"])
 
     def param_groups(self):
         groups = super().param_groups()

@@ -4,12 +4,15 @@ Loss (Puzzle-CAM's ``cl_pcl_re`` with ``re_loss_option=masking`` on raw CAMs, as
 defaults): ``MLSM(GAP(A), y~) + MLSM(GAP(A_m), y~) + alpha * mean(|A - A_m| * y)``, where
 ``A_m = stitch(CAMs of tile(x))`` and ``alpha = min(alpha_max * step / (max_step * schedule),
 alpha_max)`` (0 -> 4 over the first half of training by default).
+
+See docs/methods/puzzle.md.
 """
 
 import math
 
 import torch
 
+from ..engine import Option
 from ..errors import ConfigError
 from .base import METHODS
 from .losses import gap2d, masked_l1, mlsm
@@ -46,18 +49,23 @@ def ramp(step, max_step, value, schedule):
 
 @METHODS.register("puzzle")
 class PuzzleCAM(VanillaCAM):
-    """``method``: ``num_pieces`` (4), ``alpha`` (4.0), ``alpha_schedule`` (0.5), ``label_smoothing``."""
+    """Puzzle-CAM: the classifier of ``cam`` plus the tiled-image terms (options below)."""
 
     name = "puzzle"
+    options = {
+        "num_pieces": Option(4, "tiles per image, a square >= 4 (4 = 2x2)"),
+        "alpha": Option(4.0, "final weight of the reconstruction L1 between full and stitched CAMs"),
+        "alpha_schedule": Option(0.5, "fraction of training over which alpha ramps up from 0 (0: at once)"),
+    }
 
     def __init__(self, cfg, num_classes):
         super().__init__(cfg, num_classes)
-        pieces = int(self.method_cfg.get("num_pieces", 4))
+        pieces = int(self.opts["num_pieces"])
         self.grid = math.isqrt(pieces)
         if self.grid ** 2 != pieces or pieces < 4:
             raise ConfigError(f"method.num_pieces={pieces} must be a square >= 4 (4 = 2x2 tiles)")
-        self.alpha = float(self.method_cfg.get("alpha", 4.0))
-        self.alpha_schedule = float(self.method_cfg.get("alpha_schedule", 0.5))
+        self.alpha = float(self.opts["alpha"])
+        self.alpha_schedule = float(self.opts["alpha_schedule"])
 
     def alpha_at(self, ctx):
         return ramp(ctx.step, ctx.max_step, self.alpha, self.alpha_schedule)

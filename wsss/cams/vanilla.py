@@ -1,7 +1,8 @@
 """Vanilla CAM (``--method cam``): a classifier trained with the multi-label soft-margin loss.
 
-Also the ordinary classifier of P-OC/P-NOC (train it with ``augment.randaugment: true``,
-``method.label_smoothing: 0.1`` and ``model.norm_mode: frozen``).
+Also the ordinary classifier of P-OC/P-NOC: P-NOC trains it as a plain classifier (BatchNorm
+trained) with RandAugment and ``method.label_smoothing: 0.1`` (``configs/<dataset>/oc.yaml``);
+P-OC/P-NOC then load it with every BatchNorm frozen (``docs/methods/pnoc.md``).
 """
 
 from ..engine import param_groups_4

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from ..errors import DataError
 from .base import DATASETS, Dataset
+from .labels_only import LabelsOnly
 from . import coco, folder, voc  # noqa: F401  (register the datasets)
 
-__all__ = ["DATASETS", "Dataset", "build_dataset", "detect_dataset", "collate"]
+__all__ = ["DATASETS", "Dataset", "LabelsOnly", "build_dataset", "detect_dataset", "collate"]
 
 
 def build_dataset(name, root, split, transform=None, mask_dir=None, **kwargs):

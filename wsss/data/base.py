@@ -8,6 +8,7 @@ replace the ground truth) and checks image/mask sizes.
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..errors import DataError
@@ -54,7 +55,10 @@ def multi_hot(indices, num_classes):
 
 def label_from_mask(mask, num_classes, path):
     """Multi-hot label of the classes present in an index mask (0 = background, 255 = void)."""
-    values = np.unique(mask)
+    if mask.dtype == np.uint8 and mask.ndim == 2:  # a histogram: ~10x faster than np.unique
+        values = np.flatnonzero(cv2.calcHist([np.ascontiguousarray(mask)], [0], None, [256], [0, 256]).ravel())
+    else:
+        values = np.unique(mask)
     values = values[(values != 0) & (values != 255)]
     if values.size and values.max() > num_classes:
         raise DataError(f"mask holds class index {int(values.max())} but the dataset has {num_classes} classes",
@@ -134,6 +138,12 @@ class Dataset:
         return load_mask(p)
 
     def __getitem__(self, index):
+        sample = self.load_sample(index)
+        return self.transform(sample) if self.transform is not None else sample
+
+    def load_sample(self, index):
+        """The sample dict of ``index`` before the transform (what wrappers such as
+        :class:`wsss.data.maps.MapDataset` extend)."""
         image_id = self.ids[index]
         image = load_image(self.image_path(image_id))
         gt = self.load_gt_mask(image_id) if self.mask_dir is None else None
@@ -142,5 +152,4 @@ class Dataset:
             raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
                             f"{image.shape[1]}x{image.shape[0]} (W x H)", path=self.mask_path(image_id),
                             fix="regenerate the mask at the image's size")
-        sample = {"id": image_id, "image": image, "label": self.load_label(image_id, gt), "mask": mask, "maps": {}}
-        return self.transform(sample) if self.transform is not None else sample
+        return {"id": image_id, "image": image, "label": self.load_label(image_id, gt), "mask": mask, "maps": {}}

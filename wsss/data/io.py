@@ -4,8 +4,11 @@ Conventions (see CONTRIBUTING.md):
 - masks / pseudo masks / predictions: uint8 index PNG with the VOC palette, 0 = background,
   class c (0-based foreground index) = c + 1, 255 = ignore;
 - CAM files: ``<id>.npz`` with ``keys`` (int64 foreground class indices present, 0-based),
-  ``cam`` (K x h x w at stride 4) and ``hr_cam`` (K x H x W), float16 on disk. P-NOC's
-  released ``<id>.npy`` pickled dicts with the same keys are read too.
+  ``cam`` (K x h x w at stride 4) and ``hr_cam`` (K x H x W), float16 on disk; methods whose
+  maps carry a background score add ``cam_bg`` (h x w) and ``hr_cam_bg`` (H x W), which later
+  stages use instead of a background threshold. P-NOC's released ``<id>.npy`` pickled dicts
+  with the same keys, and psa-family ``<id>.npy`` ``{class: H x W map}`` dicts, are read too,
+  through a restricted unpickler (:mod:`wsss.data.npy`) that never runs code from the file.
 """
 
 import contextlib
@@ -19,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from .npy import load_npy
 
 
 def voc_palette(n=256):
@@ -79,7 +83,7 @@ def load_image(path):
     path = _require(path, "image")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot decode image ({e})", path=path, fix="re-download or remove this file") from None
 
@@ -115,38 +119,90 @@ def save_gray_png(path, arr):
     save_index_png(path, np.asarray(arr, dtype=np.uint8), palette=False)
 
 
-def save_cam(path, keys, cam, hr_cam):
-    """Atomically write one image's CAMs (fp16) in the toolkit's ``.npz`` format."""
+#: the arrays a CAM file may hold besides ``keys``
+CAM_FIELDS = ("cam", "hr_cam", "cam_bg", "hr_cam_bg")
+
+
+def _numpy(x):
+    """A tensor (any device) or array-like as a numpy array."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def save_cam(path, keys, cam, hr_cam, cam_bg=None, hr_cam_bg=None):
+    """Atomically write one image's CAMs (fp16) in the toolkit's ``.npz`` format; ``cam_bg`` /
+    ``hr_cam_bg`` (one map each, both or neither) store a background score. Arrays or tensors."""
+    if (cam_bg is None) != (hr_cam_bg is None):
+        raise ValueError("give both cam_bg and hr_cam_bg, or neither")
+    keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+    arrays = {"cam": cam, "hr_cam": hr_cam}
+    if cam_bg is not None:
+        arrays.update(cam_bg=cam_bg, hr_cam_bg=hr_cam_bg)
+    arrays = {k: _numpy(v).astype(np.float16) for k, v in arrays.items()}
+    for k in ("cam", "hr_cam"):
+        if arrays[k].ndim != 3 or arrays[k].shape[0] != len(keys):
+            raise ValueError(f"{k} has shape {arrays[k].shape}, expected ({len(keys)}, h, w): one map per key")
+    for k in ("cam_bg", "hr_cam_bg"):
+        if k in arrays and arrays[k].shape != arrays[k[:-3]].shape[1:]:
+            raise ValueError(f"{k} has shape {arrays[k].shape}, expected {arrays[k[:-3]].shape[1:]}")
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, keys=np.asarray(keys, dtype=np.int64),
-                     cam=np.asarray(cam, dtype=np.float16), hr_cam=np.asarray(hr_cam, dtype=np.float16))
+            np.savez(f, keys=keys, **arrays)
 
 
-def load_cam(path):
-    """Read a CAM file (ours ``.npz`` or P-NOC's ``.npy`` dict) -> dict of float32 arrays."""
+def load_cam(path, fields=CAM_FIELDS):
+    """Read a CAM file -> dict of ``keys`` (int64, 0-based foreground classes), ``hr_cam`` and,
+    when stored, ``cam``, ``cam_bg`` and ``hr_cam_bg`` (float32); only the arrays of ``fields`` are
+    read (``fields=("hr_cam",)`` skips the stride-4 maps).
+
+    Accepted: ours (``.npz``); P-NOC's ``.npy`` dicts (``keys`` with a background key prepended
+    and classes shifted by one, ``cam`` a pickled torch tensor); psa/ICAM/CPN/AEFT ``.npy`` dicts
+    ``{class index (0-based foreground): H x W map}`` (``keys`` = the sorted classes, ``hr_cam``
+    their maps, no stride-4 ``cam``). ``.npy`` files are unpickled by :func:`wsss.data.npy.load_npy`,
+    which refuses anything but arrays, plain containers and tensors.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError("CAM file not found", path=path, fix="run tools/infer_cam.py for this split first")
-    try:
-        if path.suffix == ".npy":
-            data = np.load(path, allow_pickle=True).item()
-        else:
+    if path.suffix == ".npy":
+        data = load_npy(path)  # raises DataError itself
+    else:
+        try:
             with np.load(path) as z:
-                data = {k: z[k] for k in z.files}
-    except Exception as e:  # corrupt or truncated archive
-        raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
-    missing = {"keys", "hr_cam"} - set(data)
+                data = {k: z[k] for k in z.files if k == "keys" or k in fields}
+        except Exception as e:  # corrupt or truncated archive
+            raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
+    if not isinstance(data, dict):
+        raise DataError(f"CAM file holds a {type(data).__name__}, not a dict", path=path,
+                        fix="re-run tools/infer_cam.py")
+    if data and all(isinstance(k, (int, np.integer)) for k in data):
+        data = class_map_dict(data, path)
+    missing = ({"keys", "hr_cam"} & ({"keys"} | set(fields))) - set(data)
     if missing:
         raise DataError(f"CAM file lacks {sorted(missing)}", path=path, fix="re-run tools/infer_cam.py")
     out = {"keys": np.asarray(data["keys"], dtype=np.int64)}
-    for k in ("cam", "hr_cam"):
-        if k in data:
+    for k in CAM_FIELDS:
+        if k in data and k in fields:
             out[k] = np.asarray(data[k], dtype=np.float32)
-    if len(out["keys"]) == out["hr_cam"].shape[0] + 1:
+    if "hr_cam_bg" in out and "hr_cam" in out and out["hr_cam_bg"].shape != out["hr_cam"].shape[1:]:
+        raise DataError(f"hr_cam_bg has shape {out['hr_cam_bg'].shape}, hr_cam {out['hr_cam'].shape}",
+                        path=path, fix="re-run tools/infer_cam.py")
+    maps = out.get("hr_cam", out.get("cam"))
+    if maps is not None and len(out["keys"]) == maps.shape[0] + 1:
         # P-NOC's files prepend a background key and shift classes by one: [0, c1 + 1, ...]
         out["keys"] = out["keys"][1:] - 1
     return out
+
+
+def class_map_dict(data, path=None):
+    """psa-family CAMs ``{class: H x W}`` -> ``{"keys", "hr_cam"}`` (classes sorted)."""
+    keys = sorted(int(k) for k in data)
+    maps = [np.asarray(data[k], dtype=np.float32) for k in sorted(data, key=int)]
+    if any(m.ndim != 2 or m.shape != maps[0].shape for m in maps):
+        raise DataError("a {class: map} CAM dict must hold 2-D maps of one size", path=path,
+                        fix="re-create the file with one H x W map per class")
+    if keys[0] < 0:
+        raise DataError(f"negative class index {keys[0]} in a {{class: map}} CAM dict", path=path)
+    return {"keys": np.asarray(keys, dtype=np.int64), "hr_cam": np.stack(maps)}
 
 
 def find_cam(cam_dir, image_id):

@@ -17,6 +17,8 @@ Every scene reproduces the failure modes that WSSS methods exist to fix:
 Sample ``index`` of a split is rendered from its own random stream seeded by
 ``(seed, split, index)``; it does not depend on the other samples, the split sizes or the number
 of worker processes, so the output is byte-identical for the same arguments.
+
+See docs/methods/synthetic.md.
 """
 
 import functools

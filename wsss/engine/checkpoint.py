@@ -71,24 +71,3 @@ def load_weights(module, source, strict=True, path=None):
                               fix="use the config the checkpoint was trained with (its config.yaml)")
     module.load_state_dict(state, strict=strict)
     return module
-
-
-def load_backbone_from(backbone, path, prefix=None):
-    """Load ``backbone``'s weights from a toolkit checkpoint of another stage (where no ImageNet
-    weights exist, later stages start from the CAM network's backbone, PoolNet from C2AM-H's),
-    found under ``prefix`` (e.g. ``net.backbone.`` of a P-NOC checkpoint, which also holds
-    ``oc.backbone.``); ``None`` finds the prefix when exactly one holds every weight of this
-    backbone."""
-    state = extract_state_dict(load_checkpoint(path))
-    own = list(backbone.state_dict())
-    if prefix is None:
-        found = sorted(p for p in {k[: -len(own[0])] for k in state if k.endswith(own[0])}
-                       if all(p + k in state for k in own))
-        if len(found) > 1:
-            raise CheckpointError(f"the checkpoint holds several backbones ({', '.join(found)})", path=path,
-                                  fix="choose one with model.backbone_init_prefix=<prefix>")
-        prefix = found[0] if found else None
-    if prefix is None or not all(prefix + k in state for k in own):
-        raise CheckpointError(f"no complete set of this backbone's weights{f' under {prefix!r}' if prefix else ''}",
-                              path=path, fix="point model.backbone_init to a checkpoint with the same backbone")
-    return load_weights(backbone, {k: state[prefix + k] for k in own}, strict=True, path=path)

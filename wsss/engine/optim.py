@@ -38,7 +38,7 @@ def _params(modules):
 
 
 def param_groups_4(backbone, new, bias_mult=2.0, new_mult=10.0):
-    """The four groups of the reference CAM trainers (METHODS.md, "Parameter groups").
+    """The four groups of the reference CAM trainers (docs/methods/backbones.md, "Parameter groups").
 
     ``backbone`` (pre-trained) weights: lr x1 with weight decay; its biases (any parameter
     whose name lacks "weight", e.g. BatchNorm shifts): lr x2, no decay; ``new`` layers'

@@ -4,16 +4,30 @@
 
 - ``train.batch_size`` is the effective batch of one optimizer step, summed over GPUs and
   accumulated micro-batches: each rank loads ``batch_size / (world_size * accumulate)``
-  images per micro-batch, so a config reproduces the same recipe on any number of GPUs.
+  images per micro-batch, so a config reproduces the same recipe on any number of GPUs
+  (losses that couple a micro-batch's images gather it from every rank: ``distributed.all_gather_grad``).
 - one optimizer per name of ``task.param_groups()``; per step: poly lr on every group,
   zero every optimizer, ``accumulate`` forward/backward passes of ``loss / accumulate``
   (DDP synchronises on the last), step every optimizer. ``step`` counts optimizer steps.
+  (References that SUM micro-batch gradients, as P-NOC's, take the same SGD step at
+  ``accumulate x lr`` and ``weight_decay / accumulate``: docs/methods/pnoc.md.)
 - data order and augmentation are reproducible from ``train.seed``: the sampler shuffles
   with (seed, epoch) and the loader generator that seeds workers is reset each epoch.
 - ``checkpoints/last.pth`` is written atomically after every epoch with the optimizer,
   scaler and RNG states of every rank, so ``fit(resume=True)`` after a kill continues
   exactly as if the run had never stopped (at epoch granularity: a partial epoch reruns).
+- the task's hooks: ``on_train_start(ctx, resumed)`` once (also for a finished run),
+  ``on_epoch_start(ctx)``, ``on_epoch_end(ctx)`` (before the epoch's checkpoint); ``ctx.log``
+  writes a record to ``metrics.jsonl`` and the loggers. ``task.epoch_batch_size(epoch, train.batch_size)`` may change the batch
+  at epoch boundaries (phases): the loader is rebuilt for each micro-batch size and ``max_step``
+  sums the steps of every epoch, so poly schedules and resume stay exact across phases.
+- ``train.loggers`` (e.g. ``[tensorboard]``) mirror ``metrics.jsonl`` to optional loggers
+  (:mod:`wsss.engine.loggers`).
 - AMP (``train.amp``: ``bf16``/``fp16``) and ``channels_last`` apply on CUDA only.
+- losses that couple the images of a batch (C2AM's similarity matrices, the CSE soft mask's
+  batch maximum) see only each rank's micro-batch under DDP (``batch_size / (world_size x
+  accumulate)`` images), not the whole batch as the references' DataParallel does: such a
+  recipe is not yet the same on 1 and N GPUs.
 """
 
 import contextlib
@@ -31,6 +45,7 @@ from ..config import merge, save_config
 from ..errors import CheckpointError, ConfigError
 from . import distributed as du
 from .checkpoint import FORMAT, load_checkpoint, load_weights, save_checkpoint
+from .loggers import build_loggers
 from .metrics import MetricsLog
 from .module import StepContext
 from .optim import build_optimizer, optimizer_settings, set_poly_lr
@@ -53,6 +68,7 @@ TRAIN_DEFAULTS = {
     "log_every": 10,
     "device": "auto",
     "deterministic": False,
+    "loggers": [],
 }
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -105,6 +121,8 @@ def effective_train_config(cfg):
     for key in ("epochs", "batch_size", "accumulate", "log_every"):
         if not isinstance(t[key], int) or t[key] < 1:
             raise ConfigError(f"train.{key}={t[key]!r} must be a positive integer")
+    if not isinstance(t["loggers"], (list, tuple)):
+        raise ConfigError(f"train.loggers={t['loggers']!r} must be a list", fix="e.g. train.loggers=[tensorboard]")
     return cfg
 
 
@@ -132,24 +150,15 @@ class Trainer:
         if self.channels_last:
             self.task = self.task.to(memory_format=torch.channels_last)
 
-        per_step = self.world_size * t["accumulate"]
-        if t["batch_size"] % per_step:
-            raise ConfigError(
-                f"train.batch_size={t['batch_size']} is not divisible by world_size x accumulate = {per_step}",
-                fix="choose a batch size that splits evenly over GPUs and accumulation steps")
-        self.micro_batch = t["batch_size"] // per_step
+        self.train_dataset = train_dataset
+        self.collate_fn = collate_fn or default_collate_fn()
         self.sampler = DistributedSampler(train_dataset, num_replicas=self.world_size, rank=self.rank,
                                           shuffle=True, seed=int(t["seed"]), drop_last=True)
         self.generator = torch.Generator()
-        self.loader = DataLoader(
-            train_dataset, batch_size=self.micro_batch, sampler=self.sampler, num_workers=int(t["num_workers"]),
-            collate_fn=collate_fn or default_collate_fn(), pin_memory=cuda, drop_last=True,
-            worker_init_fn=worker_init_fn, generator=self.generator)
-        self.steps_per_epoch = len(self.loader) // t["accumulate"]
-        if self.steps_per_epoch < 1:
-            raise ConfigError(f"the training set has {len(train_dataset)} images, fewer than one batch "
-                              f"({t['batch_size']})", fix="lower train.batch_size or check the split")
-        self.max_step = self.steps_per_epoch * t["epochs"]
+        self._loaders = {}
+        self.micro_batches, self.epoch_steps = self._phases()
+        self.micro_batch, self.steps_per_epoch = self.micro_batches[0], self.epoch_steps[0]
+        self.max_step = sum(self.epoch_steps)
 
         groups = self.task.param_groups()
         self.optimizers = {name: build_optimizer(name, g, optimizer_settings(t, name)) for name, g in groups.items()}
@@ -167,13 +176,15 @@ class Trainer:
         self.step = 0
         self.train_seconds = 0.0
         self.last_epoch_metrics = {}
+        self.loggers = build_loggers(t["loggers"], self.exp_dir, self.cfg) if self.is_main else []
 
     # ------------------------------------------------------------------ public
     def fit(self, resume=True):
         """Train to ``train.epochs``; resume from ``checkpoints/last.pth`` when it exists and
         ``resume`` (a finished run returns at once). Returns a summary dict."""
         t = self.cfg["train"]
-        if resume and self.ckpt_path.is_file():
+        resumed = resume and self.ckpt_path.is_file()
+        if resumed:
             self._restore(load_checkpoint(self.ckpt_path))
         else:
             self.metrics.reset()
@@ -181,13 +192,21 @@ class Trainer:
         if self.is_main:
             save_config(self.cfg, self.exp_dir / "config.yaml")
         du.barrier()
-        if self.epoch >= t["epochs"]:
-            self._print(f"[train] {self.exp_dir}: already trained ({self.epoch} epochs, {self.step} steps)")
-            return self.summary()
-        for epoch in range(self.epoch, t["epochs"]):
-            self._train_epoch(epoch)
-            self.epoch = epoch + 1
-            self._save()
+        for logger in self.loggers:
+            logger.start(resumed, self.step)
+        try:
+            self.task.on_train_start(self.context(self.epoch), resumed)
+            if self.epoch >= t["epochs"]:
+                self._print(f"[train] {self.exp_dir}: already trained ({self.epoch} epochs, {self.step} steps)")
+                return self.summary()
+            for epoch in range(self.epoch, t["epochs"]):
+                self._train_epoch(epoch)
+                self.epoch = epoch + 1
+                self.task.on_epoch_end(self.context(epoch))
+                self._save()
+        finally:
+            for logger in self.loggers:
+                logger.close()
         self._print(f"[train] done: {self.epoch} epochs, {self.step} steps, {self.train_seconds:.1f}s, "
                     f"loss {self.last_epoch_metrics.get('loss', float('nan')):.4f} -> {self.ckpt_path}")
         return self.summary()
@@ -196,12 +215,50 @@ class Trainer:
         return {"epochs": self.epoch, "steps": self.step, "seconds": self.train_seconds, **self.last_epoch_metrics}
 
     def context(self, epoch, micro=0):
+        """The :class:`StepContext` of ``epoch`` (0-based; ``train.epochs`` once training is done)."""
         t = self.cfg["train"]
+        phase = min(epoch, t["epochs"] - 1)
         return StepContext(step=self.step, max_step=self.max_step, epoch=epoch, epochs=t["epochs"],
-                           steps_per_epoch=self.steps_per_epoch, micro=micro, accumulate=t["accumulate"],
-                           rank=self.rank, world_size=self.world_size, device=self.device, cfg=self.cfg)
+                           steps_per_epoch=self.epoch_steps[phase], micro=micro, accumulate=t["accumulate"],
+                           rank=self.rank, world_size=self.world_size, device=self.device, cfg=self.cfg,
+                           batch_size=self.micro_batches[phase] * self.world_size * t["accumulate"],
+                           exp_dir=self.exp_dir, log=self._log)
+
+    def loader(self, micro_batch):
+        """The training loader for ``micro_batch`` images per rank and forward pass (built once
+        per size; every epoch reseeds its sampler and generator)."""
+        if micro_batch not in self._loaders:
+            t = self.cfg["train"]
+            self._loaders[micro_batch] = DataLoader(
+                self.train_dataset, batch_size=micro_batch, sampler=self.sampler, num_workers=int(t["num_workers"]),
+                collate_fn=self.collate_fn, pin_memory=self.device.type == "cuda", drop_last=True,
+                worker_init_fn=worker_init_fn, generator=self.generator)
+        return self._loaders[micro_batch]
 
     # ----------------------------------------------------------------- private
+    def _phases(self):
+        """Per epoch: the micro-batch per rank and the optimizer steps (the task's batch sizes)."""
+        t = self.cfg["train"]
+        per_step = self.world_size * t["accumulate"]
+        micro, steps = [], []
+        for epoch in range(t["epochs"]):
+            batch = self.task.epoch_batch_size(epoch, t["batch_size"])
+            if not isinstance(batch, int) or batch < 1 or batch % per_step:
+                raise ConfigError(
+                    f"the batch size {batch!r} of epoch {epoch + 1} is not divisible by world_size x accumulate "
+                    f"= {per_step}", fix="choose a batch size that splits evenly over GPUs and accumulation steps")
+            micro.append(batch // per_step)
+            steps.append(len(self.sampler) // micro[-1] // t["accumulate"])
+            if steps[-1] < 1:
+                raise ConfigError(f"the training set has {len(self.train_dataset)} images, fewer than one batch "
+                                  f"({batch}) of epoch {epoch + 1}", fix="lower train.batch_size or check the split")
+        return micro, steps
+
+    def _log(self, record):
+        self.metrics.write(record)
+        for logger in self.loggers:
+            logger.log(record)
+
     def _print(self, msg):
         if self.is_main:
             print(msg, flush=True)
@@ -223,10 +280,11 @@ class Trainer:
         self.task.train()
         self.sampler.set_epoch(epoch)
         self.generator.manual_seed(loader_seed(t["seed"], epoch, self.rank))
+        self.micro_batch, self.steps_per_epoch = self.micro_batches[epoch], self.epoch_steps[epoch]
         self.task.on_epoch_start(self.context(epoch))
         start = time.perf_counter()
         epoch_sums, window, n_window = {}, {}, 0
-        it = iter(self.loader)
+        it = iter(self.loader(self.micro_batches[epoch]))
         bar = tqdm(range(self.steps_per_epoch), desc=f"epoch {epoch + 1}/{t['epochs']}", disable=not self.is_main,
                    dynamic_ncols=True, mininterval=1.0, leave=False)
         for i in bar:
@@ -264,8 +322,8 @@ class Trainer:
                 if not torch.isfinite(torch.tensor(means["loss"])):
                     raise ConfigError(f"the loss became {means['loss']} at step {self.step}",
                                       fix="lower train.lr, or use train.amp=none/bf16")
-                self.metrics.write({"kind": "step", "epoch": epoch + 1, "step": self.step, **lrs, **means,
-                                    "time": round(time.perf_counter() - start, 3)})
+                self._log({"kind": "step", "epoch": epoch + 1, "step": self.step, **lrs, **means,
+                           "time": round(time.perf_counter() - start, 3)})
                 bar.set_postfix(loss=f"{means['loss']:.4f}")
                 window, n_window = {}, 0
         del it
@@ -276,8 +334,8 @@ class Trainer:
         totals = du.all_reduce_sum([float(epoch_sums[k]) for k in keys], self.device)
         n = self.steps_per_epoch * self.world_size
         self.last_epoch_metrics = {k: v / n for k, v in zip(keys, totals)}
-        self.metrics.write({"kind": "epoch", "epoch": epoch + 1, "step": self.step, **self.last_epoch_metrics,
-                            "seconds": round(seconds, 3)})
+        self._log({"kind": "epoch", "epoch": epoch + 1, "step": self.step, **self.last_epoch_metrics,
+                   "seconds": round(seconds, 3)})
         scalars = " ".join(f"{k} {v:.4f}" for k, v in self.last_epoch_metrics.items())
         self._print(f"[train] epoch {epoch + 1}/{t['epochs']} step {self.step}/{self.max_step} {scalars} "
                     f"({seconds:.1f}s)")

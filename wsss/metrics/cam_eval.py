@@ -6,6 +6,8 @@ maximum, so background wins ties: a pixel is foreground only where ``max_c cam_c
 (compared in float32, the CAMs' dtype once loaded, as the references' ``np.pad`` does).
 Since the foreground argmax and the foreground maximum do not depend on ``t``, the confusion
 matrices of all thresholds come out of ONE histogram per image (see :func:`sweep_confusions`).
+
+See docs/methods/evaluation.md.
 """
 
 import cv2
@@ -73,11 +75,15 @@ def _fg_argmax(hr_cam, class_ids):
     return labels, top
 
 
-def cam_to_labels(cam, threshold):
-    """Label map (uint8) of a loaded CAM dict (``keys``, ``hr_cam``) at one threshold."""
+def cam_to_labels(cam, threshold=None):
+    """Label map (uint8) of a loaded CAM dict (``keys``, ``hr_cam``) at one threshold, or, when
+    the file stores one (``hr_cam_bg``), against its background map (the threshold is unused)."""
     hr = np.asarray(cam["hr_cam"], dtype=np.float32)
     labels, top = _fg_argmax(hr, cam_class_ids(cam["keys"], hr.shape[0]))
-    labels[top <= np.float32(threshold)] = 0
+    bg = cam.get("hr_cam_bg")
+    if bg is None and threshold is None:
+        raise ValueError("the CAM file stores no background map: a threshold is needed")
+    labels[top <= (np.float32(threshold) if bg is None else np.asarray(bg, np.float32))] = 0
     return labels
 
 

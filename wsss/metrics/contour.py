@@ -21,6 +21,8 @@ measure), for every foreground class c of every image:
 ICAM's code calls the ground-truth ratio "precision" and the prediction ratio "recall" (its
 arguments are passed in swapped order); F is symmetric and unaffected. This module uses the
 standard names; ``summarize_contour`` also lists ICAM's names for cross-checking.
+
+See docs/methods/evaluation.md.
 """
 
 import math

@@ -186,15 +186,47 @@ def evaluate_png(job):
     return evaluate_label_maps(job, predict, "evaluate png")[1]
 
 
+def _mixed_background(path):
+    return DataError("some CAM files of this folder store a background map and others do not", path=path,
+                     fix="re-run tools/infer_cam.py for the whole split with one method")
+
+
+def _cam_labels(job, image_id, threshold=None):
+    """(label map of a CAM file at ``threshold``, or against its stored background when
+    ``threshold`` is None, its path)."""
+    path = find_cam(job.pred_dir, image_id)
+    cam = load_cam(path)
+    if (threshold is None) != ("hr_cam_bg" in cam):
+        raise _mixed_background(path)
+    try:
+        return cam_to_labels(cam, threshold), path
+    except ValueError as e:
+        raise _data_error(e, path, f"check that {path.name} belongs to this image and dataset") from None
+
+
+def evaluate_cam_background(job):
+    """CAM files that store their method's background map: argmax against it, no threshold."""
+    def predict(image_id, gt):
+        return _cam_labels(job, image_id)
+
+    result = evaluate_label_maps(job, predict, "evaluate cam (stored background)")[1]
+    result["background"] = "stored in the CAM files (no threshold)"
+    return result
+
+
 @MODES.register("cam")
 def evaluate_cam(job):
     """CAM files: sweep the background threshold, report the best one and the whole curve.
 
     The contour F-score (needs the label maps) is computed in a second pass at the best threshold.
+    Files that store a background map (``hr_cam_bg``) are scored against it instead, without a
+    sweep (:func:`evaluate_cam_background`).
     """
     ids = job.gt.ids
     fix = "run tools/infer_cam.py for this split, or fix --pred"
     check_predictions(ids, job.pred_dir, find_cam, "CAM files (.npz/.npy)", fix)
+    if "hr_cam_bg" in load_cam(find_cam(job.pred_dir, ids[0])):
+        return evaluate_cam_background(job)
     thresholds = sorted(job.thresholds)
     if not thresholds:
         raise ConfigError("cam mode needs at least one threshold", fix="pass --thresholds a:b:step")
@@ -202,7 +234,9 @@ def evaluate_cam(job):
     def sweep(image_id):
         gt = job.gt.load(image_id)
         path = find_cam(job.pred_dir, image_id)
-        cam = load_cam(path)
+        cam = load_cam(path, fields=("hr_cam", "hr_cam_bg"))  # the stride-4 maps are not scored
+        if "hr_cam_bg" in cam:
+            raise _mixed_background(path)
         try:
             return {"conf": sweep_confusions(gt, cam, thresholds, job.num_classes)}
         except ValueError as e:
@@ -213,11 +247,8 @@ def evaluate_cam(job):
     best, t_best = thresholds.index(result["threshold"]), result["threshold"]
     result["contour_f"] = None
     if job.contour:
-        def predict(image_id, gt):
-            path = find_cam(job.pred_dir, image_id)
-            return cam_to_labels(load_cam(path), t_best), path
-
-        totals, at_best = evaluate_label_maps(job, predict, f"contour at t={t_best:.2f}")
+        totals, at_best = evaluate_label_maps(job, lambda i, gt: _cam_labels(job, i, t_best),
+                                              f"contour at t={t_best:.2f}")
         if not np.array_equal(totals["conf"], confs[best]):  # both passes must agree exactly
             raise RuntimeError("threshold sweep and direct evaluation disagree; please report this bug")
         result["contour_f"] = at_best["contour_f"]

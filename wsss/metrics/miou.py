@@ -12,6 +12,8 @@ predicted as the class, both on non-ignored pixels):
   fp and fn over the FOREGROUND classes.
 
 Every score is returned in percent.
+
+See docs/methods/evaluation.md.
 """
 
 import numpy as np

@@ -7,6 +7,8 @@ background and foreground IoUs of the confusion matrix summed over the split. Th
 swept (default 0.05..0.80) and the best one reported with the curve; 0/255 masks score the
 same at every threshold. Images whose ground truth holds no foreground pixel are skipped, as
 the reference skips images without labels. Predictions: any folder of ``<id>.png``.
+
+See docs/methods/evaluation.md.
 """
 
 import numpy as np

@@ -15,7 +15,7 @@ preset     t    gaussian       bilateral             gt_prob source
 ========== ==== ============== ===================== ======= ======================================
 irn        10   3 / 3          50 / 5 / 10           0.7     IRN misc/imutils.py, P-NOC affinity labels
 psa        10   3 / 3          80 / 13 / 10          -       psa tool/imutils.py (alpha CRF on CAMs)
-deeplab    10   1 / 3          67 / 3 / 4            0.7     DeepLab v2 (METHODS.md, Segmentation)
+deeplab    10   1 / 3          67 / 3 / 4            0.7     DeepLab v2 (docs/methods/deeplab.md)
 pnoc_rw    1    3 / 3          50 / 5 / 10           0.9     P-NOC runners/3-rw.sh pseudo masks
 deeplabv1  1    3 / 3          32 / 13 / 10          -       DeepLab-v1 of SEAM / ICAM / CPN
                                                              (lib/utils/DenseCRF.py)
@@ -24,6 +24,8 @@ deeplabv1  1    3 / 3          32 / 13 / 10          -       DeepLab-v1 of SEAM 
 :func:`parallel_map` runs a per-image function over a dataset in worker processes (spawn by
 default, so it is safe whatever the parent imported), in order, with the same result as a
 single process.
+
+See docs/methods/pseudo-masks.md.
 """
 
 import collections

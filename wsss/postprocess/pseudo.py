@@ -2,7 +2,11 @@
 
 Scores are the ``K`` channels of the classes present in an image (CAMs, random-walk output),
 ``keys`` their 0-based foreground class indices. The mask value of channel ``i`` is
-``keys[i] + 1``; background is 0 and ignore is 255 (CONTRIBUTING.md).
+``keys[i] + 1``; background is 0 and ignore is 255 (CONTRIBUTING.md). The background channel
+is a constant threshold, psa's ``(1 - max)^alpha``, or the background map a method stored in
+its CAM files (``hr_cam_bg``).
+
+See docs/methods/pseudo-masks.md.
 """
 
 from pathlib import Path
@@ -41,12 +45,19 @@ def power_background(scores, alpha):
     return np.power(np.clip(1.0 - top, 0.0, None), alpha).astype(np.float32)
 
 
-def pad_background(scores, threshold=None, alpha=None):
-    """Prepend a background channel: constant ``threshold`` or ``(1 - max)^alpha``; (K+1, H, W)."""
-    if (threshold is None) == (alpha is None):
-        raise ValueError("give exactly one of threshold (constant) or alpha (power) for the background")
+def pad_background(scores, threshold=None, alpha=None, background=None):
+    """Prepend a background channel: constant ``threshold``, ``(1 - max)^alpha`` or a given
+    ``background`` map (H, W); (K+1, H, W)."""
+    if sum(v is not None for v in (threshold, alpha, background)) != 1:
+        raise ValueError("give exactly one of threshold (constant), alpha (power) or background (a map)")
     scores = np.asarray(scores, dtype=np.float32)
-    bg = constant_background(scores, threshold) if alpha is None else power_background(scores, alpha)
+    if background is not None:
+        bg = np.asarray(background, dtype=np.float32)
+        if bg.shape != scores.shape[1:]:
+            raise ValueError(f"background map {bg.shape} does not match the scores {scores.shape[1:]}")
+        bg = bg[None]
+    else:
+        bg = constant_background(scores, threshold) if alpha is None else power_background(scores, alpha)
     return np.concatenate([bg, scores], axis=0)
 
 

@@ -1,7 +1,8 @@
 """Saliency stage: C2AM(-H) and PoolNet (P-NOC pipeline), found by ``--method`` name.
 
-    from wsss.saliency import SALIENCY_METHODS
-    method = SALIENCY_METHODS.get("ccam")()   # ccam | poolnet | cam-max
+    from wsss.saliency import SALIENCY_METHODS, SALIENCY_TASKS
+    task = SALIENCY_TASKS.get("ccam")(cfg)    # trainable: ccam | poolnet (wsss.engine.TaskModule)
+    method = SALIENCY_METHODS.get("ccam")()   # how maps are made: ccam | poolnet | cam-max | ...
     predict = method.predictor(cfg, state_dict)
     png = predict(sample)                     # uint8 (H, W), 0..255
 
@@ -13,7 +14,8 @@ here or elsewhere, feeds PoolNet training (``method.sal_dir``), the random walk 
 from ..registry import Registry
 
 SALIENCY_METHODS = Registry("saliency method")
+SALIENCY_TASKS = Registry("saliency task")
 
-from . import methods  # noqa: E402,F401  (registers the methods)
+from . import methods  # noqa: E402,F401  (registers the methods and, through methods.task, the tasks)
 
-__all__ = ["SALIENCY_METHODS"]
+__all__ = ["SALIENCY_METHODS", "SALIENCY_TASKS"]

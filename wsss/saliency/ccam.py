@@ -12,6 +12,8 @@ it once, from the map's border (:func:`is_background_map`), and stores the decis
 P-NOC never flips.
 
 Inference is in :mod:`wsss.saliency.infer`.
+
+See docs/methods/ccam.md.
 """
 
 import torch

@@ -1,18 +1,22 @@
 """Saliency inference: image -> map in [0, 1] -> uint8 PNG values.
 
-- C2AM(-H) (:func:`ccam_activation`): scales + horizontal flip; per scale ``ReLU(z)`` of the
+- C2AM(-H) (:func:`ccam_activation`): scales + horizontal flip (inputs resized with PIL's
+  antialiased bicubic, as P-NOC's ``ccam/inference.py``); per scale ``ReLU(z)`` of the
   image and of its mirror (flipped back) are summed, upsampled to the stride-16 size above the
   image and cropped; the mean over scales is divided by its max. :func:`binarize` then pads a
   background score (P-NOC: 0.2), takes the argmax and refines the two labels with a dense CRF:
   0/255 PNGs.
 - PoolNet (:func:`poolnet_saliency`): one scale (images with a side <= 100 px run at 2x),
   ``sigmoid * 255``.
+
+See docs/methods/ccam.md and docs/methods/poolnet.md.
 """
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..cams.inference import scale_image
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,9 +41,7 @@ def ccam_activations(model, images, scales=(0.5, 1.0, 1.5, 2.0), flip=True, devi
     n = len(images)
     total = torch.zeros(n, 1, h, w, device=device)
     for s in scales:
-        size = (max(1, round(w * s)), max(1, round(h * s)))
-        x = torch.stack([to_input(im if size == (w, h) else cv2.resize(im, size, interpolation=cv2.INTER_CUBIC))
-                         for im in images])
+        x = torch.stack([to_input(scale_image(im, s)) for im in images])
         if flip:
             x = torch.cat([x, x.flip(-1)])
         z = F.relu(model.foreground_logits(x.to(device)).float())

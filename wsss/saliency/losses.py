@@ -1,4 +1,4 @@
-"""C2AM's contrastive losses and the C2AM-H hint loss (see METHODS.md, "Saliency").
+"""C2AM's contrastive losses and the C2AM-H hint loss (docs/methods/ccam.md).
 
 C2AM pools, per image, a foreground embedding (features weighted by the sigmoid activation map)
 and a background embedding (weighted by its complement). Across the batch:
@@ -7,11 +7,15 @@ and a background embedding (weighted by its complement). Across the batch:
   ``-log(sim)`` weighted by ``exp(-alpha * rank)`` so the most similar pairs count most;
 - ``sim_min_loss(bg, fg)`` pushes foreground from background, ``-log(1 - sim)``.
 
-Cosine similarities are clamped to ``[5e-4, 0.9995]`` so both logs stay finite.
+Cosine similarities are clamped to ``[5e-4, 0.9995]`` so both logs stay finite. Under torchrun
+:func:`contrastive_losses` gathers the embeddings of every rank first, so the similarity
+matrices span the whole global batch, as on one process.
 """
 
 import torch
 import torch.nn.functional as F
+
+from ..engine.distributed import all_gather_grad
 
 SIM_MIN = 5e-4
 SIM_MAX = 0.9995
@@ -47,7 +51,11 @@ def sim_min_loss(bg, fg):
 
 
 def contrastive_losses(fg, bg, alpha=0.25):
-    """The three C2AM terms ``{"sim_fg", "sim_bg_fg", "sim_bg"}``; their sum is the C2AM loss."""
+    """The three C2AM terms ``{"sim_fg", "sim_bg_fg", "sim_bg"}``; their sum is the C2AM loss.
+
+    ``fg``/``bg`` (N, D) are this rank's embeddings; the terms are computed over the whole
+    global batch (:func:`wsss.engine.distributed.all_gather_grad`)."""
+    fg, bg = all_gather_grad(fg), all_gather_grad(bg)
     return {"sim_fg": sim_max_loss(fg, alpha), "sim_bg_fg": sim_min_loss(bg, fg), "sim_bg": sim_max_loss(bg, alpha)}
 
 

@@ -24,20 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import find_cam, load_cam
-from ..engine import load_weights
 from ..errors import ConfigError
-from . import SALIENCY_METHODS
-from .datasets import (CamHintDataset, SaliencyTargetDataset, build_saliency_transform, hint_from_cam,
-                       load_saliency)
+from . import SALIENCY_METHODS, SALIENCY_TASKS
+from .datasets import hint_from_cam, load_saliency
 from .infer import binarize, by_shape, ccam_activations, poolnet_saliencies, to_uint8
-from .task import C2AMTask, PoolNetTask
-
-
-def _method_dir(cfg, key, method):
-    value = (cfg.get("method") or {}).get(key)
-    if not value:
-        raise ConfigError(f"method.{key} is not set", fix=f"pass method.{key}=<folder> (see configs/*/{method}.yaml)")
-    return Path(value)
+from .task import method_dir
 
 
 def batched(fn):
@@ -65,16 +56,12 @@ def mask_threshold(infer_cfg):
 
 
 class _TrainedMethod:
-    """Shared loading of a trained task's weights."""
+    """Shared loading of a trained task's weights (``task``: its class in ``SALIENCY_TASKS``)."""
 
     task = None
 
     def build(self, cfg, state_dict, device):
-        if state_dict is not None:  # the trained weights replace any initialisation
-            cfg = {**cfg, "model": {**(cfg.get("model") or {}), "weights": None, "backbone_init": None}}
-        task = self.task(cfg)
-        if state_dict is not None:
-            load_weights(task, state_dict, strict=True)
+        task = self.task(cfg) if state_dict is None else self.task.from_checkpoint(cfg, None, state_dict)
         return task.model.to(device).eval()
 
 
@@ -82,14 +69,7 @@ class _TrainedMethod:
 class CCAMMethod(_TrainedMethod):
     """C2AM-H (C2AM when ``method.hint_weight=0``)."""
 
-    task = C2AMTask
-
-    def train_dataset(self, cfg, base):
-        transform = build_saliency_transform(cfg.get("augment"))
-        if float((cfg.get("method") or {}).get("hint_weight", 1.0)) > 0:
-            return CamHintDataset(base, _method_dir(cfg, "cam_dir", "ccam"), transform)
-        base.transform = transform
-        return base
+    task = SALIENCY_TASKS.get("ccam")
 
     def predictor(self, cfg, state_dict, device="cpu"):
         model = self.build(cfg, state_dict, device)
@@ -109,11 +89,7 @@ class CCAMMethod(_TrainedMethod):
 class PoolNetMethod(_TrainedMethod):
     """PoolNet trained on another method's saliency PNGs."""
 
-    task = PoolNetTask
-
-    def train_dataset(self, cfg, base):
-        return SaliencyTargetDataset(base, _method_dir(cfg, "sal_dir", "poolnet"),
-                                     build_saliency_transform(cfg.get("augment")))
+    task = SALIENCY_TASKS.get("poolnet")
 
     def predictor(self, cfg, state_dict, device="cpu"):
         model = self.build(cfg, state_dict, device)
@@ -128,7 +104,7 @@ class CamMaxMethod:
     task = None
 
     def predictor(self, cfg, state_dict=None, device="cpu"):
-        cam_dir = _method_dir(cfg, "cam_dir", "cam-max")
+        cam_dir = method_dir(cfg.get("method"), "cam_dir", "cam-max")
 
         def one(sample):
             path = find_cam(cam_dir, sample["id"])
@@ -146,7 +122,7 @@ class ThresholdMethod:
     task = None
 
     def predictor(self, cfg, state_dict=None, device="cpu"):
-        act_dir = _method_dir(cfg, "act_dir", "threshold")
+        act_dir = method_dir(cfg.get("method"), "act_dir", "threshold")
         inf = cfg.get("infer") or {}
         threshold, crf = mask_threshold(inf), inf.get("crf", "irn")
 

@@ -14,6 +14,8 @@ widths that init shrinks the signal ~10 layers deep to nothing and training stal
 the synthetic benchmark: val fg/bg mIoU 50.8 after 2 epochs on ground-truth targets), hence
 ``init="kaiming"`` (He normal, fan-in) for narrow CPU-sized decoders. The optional
 edge branch of the joint model is not included (P-NOC trains PoolNet without edges).
+
+See docs/methods/poolnet.md.
 """
 
 import torch

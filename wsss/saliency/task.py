@@ -8,48 +8,73 @@
   the batch; the engine's ``accumulate`` plays PoolNet's ``iter_size``).
 """
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
-from ..backbones import build_backbone
-from ..engine import TaskModule, param_groups_4
-from ..engine.checkpoint import load_backbone_from
+from ..backbones import backbone_from_config
+from ..engine import Option, TaskModule, param_groups_4
 from ..errors import ConfigError
+from . import SALIENCY_TASKS
 from .ccam import C2AM, is_background_map
+from .datasets import CamHintDataset, SaliencyTargetDataset, build_saliency_transform
 from .losses import contrastive_losses, hint_loss
 from .poolnet import PoolNet
 
-def backbone_from_config(cfg, default_norm="train"):
-    """``build_backbone`` from ``cfg["model"]`` (``backbone``, ``output_stride`` 16, ``norm_mode``,
-    ``weights``, ``backbone_kwargs`` e.g. ``{width: 32}`` for resnet18), then optionally
-    ``backbone_init``: the backbone of another wsss experiment's checkpoint (under
-    ``backbone_init_prefix``, e.g. ``net.backbone.``; found when only one fits)."""
-    m = cfg.get("model") or {}
-    if "backbone" not in m:
-        raise ConfigError("model.backbone is not set", fix="add model.backbone (e.g. resnet50) to the config")
-    backbone = build_backbone(m["backbone"], output_stride=int(m.get("output_stride", 16)),
-                              norm_mode=m.get("norm_mode", default_norm), weights=m.get("weights"),
-                              **(m.get("backbone_kwargs") or {}))
-    if m.get("backbone_init"):
-        load_backbone_from(backbone, m["backbone_init"], m.get("backbone_init_prefix"))
-    return backbone
+
+def method_dir(opts, key, method):
+    """The folder ``method.<key>`` of a ``method`` section (ConfigError when unset)."""
+    value = (opts or {}).get(key)
+    if not value:
+        raise ConfigError(f"method.{key} is not set", fix=f"pass method.{key}=<folder> (see configs/*/{method}.yaml)")
+    return Path(value)
 
 
+def _base_dataset(data):
+    from ..data import build_dataset
+
+    return build_dataset(data["dataset"], data["root"], data.get("train_split", "train"))
+
+
+@SALIENCY_TASKS.register("ccam")
 class C2AMTask(TaskModule):
-    """C2AM / C2AM-H training (``method``: ``alpha``, ``hint_weight``, ``hint_threshold``,
-    ``hint_smoothing``, ``flip_check`` (auto = only without hints), ``flip_border``)."""
+    """C2AM / C2AM-H training (options below); trains on the images with ``maps["hint"]``,
+    the CAMs of ``method.cam_dir`` (none when ``hint_weight`` is 0)."""
+
+    name = "ccam"
+    options = {
+        "alpha": Option(0.25, "rank weights exp(-alpha * rank) of the contrastive losses"),
+        "hint_weight": Option(1.0, "weight of C2AM-H's hint loss (0: plain C2AM)"),
+        "hint_threshold": Option(0.4, "pixels whose max foreground CAM is >= this are hinted foreground"),
+        "hint_smoothing": Option(0.1, "label smoothing of the hint BCE (target 1 - s / 2)"),
+        "flip_check": Option("auto", "CCAM's polarity check after epoch 1 (auto: only without hints)"),
+        "flip_border": Option(4, "border strips (pixels of the activation map) of the flip check"),
+        "cam_dir": Option(None, "folder of the training split's CAM files (the hints)"),
+    }
+    exports = ("model",)
 
     def __init__(self, cfg, num_classes=None):
-        super().__init__()
-        meth = cfg.get("method") or {}
-        self.model = C2AM(backbone_from_config(cfg))
-        self.alpha = float(meth.get("alpha", 0.25))
-        self.hint_weight = float(meth.get("hint_weight", 1.0))
-        self.hint_threshold = float(meth.get("hint_threshold", 0.4))
-        self.hint_smoothing = float(meth.get("hint_smoothing", 0.1))
-        flip = meth.get("flip_check", "auto")
+        super().__init__(cfg, num_classes)
+        m = self.opts
+        self.model = C2AM(backbone_from_config(cfg.get("model")))
+        self.alpha = float(m["alpha"])
+        self.hint_weight = float(m["hint_weight"])
+        self.hint_threshold = float(m["hint_threshold"])
+        self.hint_smoothing = float(m["hint_smoothing"])
+        flip = m["flip_check"]
         self.flip_check = self.hint_weight == 0 if flip == "auto" else bool(flip)
-        self.flip_border = int(meth.get("flip_border", 4))
+        self.flip_border = int(m["flip_border"])
+
+    @classmethod
+    def train_dataset(cls, cfg, data):
+        from ..data import LabelsOnly
+
+        opts, base = cls.effective_options(cfg), _base_dataset(data)
+        if float(opts["hint_weight"]) > 0:
+            base = CamHintDataset(base, method_dir(opts, "cam_dir", "ccam"))
+        # weakly supervised like the CAMs: no ground-truth mask in its batches
+        return LabelsOnly(base, build_saliency_transform(cfg.get("augment")))
 
     def param_groups(self):
         return {"main": param_groups_4(self.model.backbone, self.model.head())}
@@ -75,16 +100,26 @@ class C2AMTask(TaskModule):
         return {"loss": loss, **logs}
 
 
+@SALIENCY_TASKS.register("poolnet")
 class PoolNetTask(TaskModule):
-    """PoolNet training on saliency targets (``model.width``: decoder base width, 128 published;
-    ``model.init``: normal (published N(0, 0.01)) or kaiming)."""
+    """PoolNet training on the saliency PNGs of ``method.sal_dir`` (``model.width``: decoder base
+    width, 128 published; ``model.init``: normal (published N(0, 0.01)) or kaiming)."""
+
+    name = "poolnet"
+    options = {"sal_dir": Option(None, "folder of <id>.png 0..255 saliency maps of the training split (targets)")}
+    exports = ("model",)
 
     def __init__(self, cfg, num_classes=None):
-        super().__init__()
+        super().__init__(cfg, num_classes)
         m = cfg.get("model") or {}
         # PoolNet's backbone keeps BN at its ImageNet statistics with frozen affine parameters.
-        backbone = backbone_from_config(cfg, default_norm="frozen_affine")
+        backbone = backbone_from_config(m, norm_mode="frozen_affine")
         self.model = PoolNet(backbone, width=int(m.get("width", 128)), init=m.get("init", "normal"))
+
+    @classmethod
+    def train_dataset(cls, cfg, data):
+        return SaliencyTargetDataset(_base_dataset(data), method_dir(cls.effective_options(cfg), "sal_dir", "poolnet"),
+                                     build_saliency_transform(cfg.get("augment")))
 
     def param_groups(self):
         # One learning rate for every layer, as PoolNet's solver (Adam over all trainable parameters).

@@ -4,12 +4,13 @@
 section; ``num_outputs`` counts background, i.e. ``dataset.num_classes + 1``. The model's
 ``forward`` returns logits at the input resolution; ``forward_logits`` the head's raw logits at
 its stride (8 for v1/v2 on an OS8 backbone, 4 for v3+).
+
+See docs/methods/deeplab.md.
 """
 
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..engine.checkpoint import load_backbone_from
 from ..errors import ConfigError
 from ..registry import Registry
 from .heads import ASPPv2Head, DeepLabV1Head, DeepLabV3PlusHead, v3plus_rates
@@ -91,32 +92,21 @@ def freeze_prefixes(module, prefixes):
             p.requires_grad_(False)
 
 
-def _build_backbone(model_cfg):
-    from ..backbones import build_backbone  # imported late: tests pass stand-in backbones
-
-    return build_backbone(model_cfg.get("backbone", "resnet50"),
-                          output_stride=int(model_cfg.get("output_stride", 16)),
-                          norm_mode=model_cfg.get("norm_mode", "train"),
-                          weights=model_cfg.get("weights"),
-                          **(model_cfg.get("backbone_kwargs") or {}))
-
-
 def build_segmentation_model(model_cfg, num_outputs, backbone=None):
     """A :class:`SegmentationModel` from a config's ``model`` section.
 
-    Keys: ``name`` (deeplabv1|deeplabv2|deeplabv3plus), ``backbone``, ``output_stride``,
-    ``norm_mode``, ``backbone_kwargs``, ``weights`` (a public checkpoint), ``backbone_init`` (a
-    toolkit checkpoint of another stage holding this backbone, e.g. the CAM network;
-    ``backbone_init_prefix`` picks one of several), ``head`` (head options, e.g. ``norm: gn``,
-    ``rates``, ``channels``), ``align_corners``, ``frozen_prefixes``. ``backbone`` (a module)
-    replaces the built one.
+    Keys: ``name`` (deeplabv1|deeplabv2|deeplabv3plus), the backbone's
+    (:func:`wsss.backbones.backbone_from_config`: ``backbone``, ``output_stride``, ``norm_mode``,
+    ``backbone_kwargs``, ``weights``, ``backbone_init`` e.g. the CAM network's checkpoint),
+    ``head`` (head options, e.g. ``norm: gn``, ``rates``, ``channels``), ``align_corners``,
+    ``frozen_prefixes``. ``backbone`` (a module) replaces the built one (``backbone_init``
+    still loads into it).
     """
+    from ..backbones import backbone_from_config, init_backbone  # late: tests pass stand-in backbones
+
     name = model_cfg.get("name", "deeplabv3plus")
     factory = MODELS.get(name)
-    if backbone is None:
-        backbone = _build_backbone(model_cfg)
-    if model_cfg.get("backbone_init"):
-        load_backbone_from(backbone, model_cfg["backbone_init"], model_cfg.get("backbone_init_prefix"))
+    backbone = backbone_from_config(model_cfg) if backbone is None else init_backbone(backbone, model_cfg)
     output_stride = int(getattr(backbone, "output_stride", model_cfg.get("output_stride", 16)))
     head_kw = dict(model_cfg.get("head") or {})
     align = model_cfg.get("align_corners", DEFAULT_ALIGN[name])

@@ -70,10 +70,12 @@ class ModelSelector:
     ``checkpoints/best.pth`` (``state_dict`` of the task, ``config``, ``epoch``, ``step``,
     ``selection``) and a ``{"kind": "val", ...}`` record in ``metrics.jsonl``. Epoch 0 (the
     initial weights) is scored as the baseline but never selected. Runs on rank 0 only.
+    ``log`` (e.g. the engine's, which also feeds its experiment loggers) replaces the own
+    ``metrics.jsonl`` writer.
     """
 
     def __init__(self, exp_dir, dataset, transform, select_on, class_names, device, cfg=None,
-                 scales=(1.0,), flip=False, describe=""):
+                 scales=(1.0,), flip=False, describe="", log=None):
         if select_on not in ("pseudo", "gt"):
             raise ConfigError(f"select_on={select_on!r}", fix="use pseudo or gt")
         self.exp_dir = Path(exp_dir)
@@ -84,7 +86,7 @@ class ModelSelector:
         self.describe = describe
         self.state_path = self.exp_dir / "selection.json"
         self.best_path = self.exp_dir / "checkpoints" / "best.pth"
-        self.metrics = MetricsLog(self.exp_dir / "metrics.jsonl", enabled=du.is_main())
+        self.log = log or MetricsLog(self.exp_dir / "metrics.jsonl", enabled=du.is_main()).write
         self.state = self._load_state()
 
     def _load_state(self):
@@ -130,8 +132,8 @@ class ModelSelector:
             self.state.update(best_epoch=epoch, best_miou=miou)
         self.state["epochs"][str(epoch)] = {"step": step, "miou": miou}
         write_json(self.state_path, self.state)
-        self.metrics.write({"kind": "val", "epoch": epoch, "step": step, "select_on": self.select_on,
-                            "set": self.describe, "miou": miou,
-                            "iou": {k: round(v["iou"], 4) for k, v in s["per_class"].items()}})
+        self.log({"kind": "val", "epoch": epoch, "step": step, "select_on": self.select_on,
+                  "set": self.describe, "miou": miou,
+                  "iou": {k: round(v["iou"], 4) for k, v in s["per_class"].items()}})
         tag = " (best)" if self.state["best_epoch"] == epoch else ""
         print(f"[select] epoch {epoch}: mIoU {miou:.2f} on {self.describe}{tag}", flush=True)

@@ -1,0 +1,29 @@
+"""Image-level supervision only: a dataset whose samples carry no pixel mask.
+
+CAM methods learn from image labels; :class:`LabelsOnly` derives each sample's label (the
+dataset reads it from the XML or the mask, as always) and then drops the mask BEFORE the
+transform, so no crop, flip or batch of a CAM method ever holds ground-truth pixels.
+"""
+
+
+class LabelsOnly:
+    """``dataset`` (built without transform) with ``mask = None``, then ``transform``; other
+    attributes (``ids``, ``class_names``, ``num_classes``, ``root``) are the dataset's."""
+
+    def __init__(self, dataset, transform=None):
+        self.dataset = dataset
+        self.transform = transform
+
+    def __getattr__(self, name):
+        if name == "dataset":  # not set yet (unpickling in a DataLoader worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        sample = {**self.dataset[index], "mask": None}
+        sample = self.transform(sample) if self.transform is not None else sample
+        sample["mask"] = None  # the transform's ToTensor fills an absent mask with 255: drop it
+        return sample
