@@ -1,5 +1,5 @@
-"""Vanilla CAM, P-OC and P-NOC side by side on the built-in synthetic benchmark: CAM mIoU and
-object coverage, same backbone, same budget.
+"""Vanilla CAM, P-OC, P-NOC, ICAM, CPN and AEFT-GPP side by side on the built-in synthetic
+benchmark: CAM mIoU, object coverage and contour F, same backbone, same budget.
 
     nice -n 10 python benchmarks/priors_synthetic.py --data /work/data/synthetic \
         --work /tmp/priors_synthetic2 --out benchmarks/results/priors_synthetic.json
@@ -15,15 +15,34 @@ Protocol (every stage runs through the toolkit's own tools in subprocesses):
    smoothing 0.1; P-OC/P-NOC with the Puzzle terms, as published) each train for ``--epochs``
    from that backbone; P-OC/P-NOC use the OC of step 1 (``method.oc_exp``). Puzzle-CAM, and
    ``poc-nopuzzle`` / ``pnoc-nopuzzle`` (``method.puzzle=false``), separate the effect of the
-   Puzzle terms from that of erasing.
-3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips), then the threshold sweep of
-   ``tools/evaluate.py --mode cam`` (same library functions) and the coverage numbers below.
+   Puzzle terms from that of erasing. ``cpn`` (``configs/synthetic/cpn.yaml``) runs the same way;
+   ``cpn-reference`` with the reference's quirks, ``cpn-grid`` with grid pairs. ``aeft``
+   (AEFT-GPP, ``configs/synthetic/aeft.yaml``) switches from classification alone to its erasing
+   triplet at T = 18/40 of the run (the reference's epoch 18 of 40), scaled to ``--epochs`` (2
+   epochs: T = 1); ``aeft-notriplet`` (the same schedule, triplet weights 0) and ``aeft-gap``
+   (AEFT's head with GAP instead of GPP, no triplet) separate the effect of GPP from that of the
+   triplet.
+3. ``tools/infer_cam.py`` on ``--split`` (scales 0.5-2 + flips; each method's own inference, e.g.
+   AEFT's ReLU after upsampling), then the threshold sweep of ``tools/evaluate.py --mode cam``
+   (same library functions), the coverage numbers below and the contour F-score (ICAM's
+   definition) at the best threshold.
+4. ``icam`` (``configs/synthetic/icam.yaml``, ICAM's own recipe: no label smoothing) from the same
+   backbone for the same epochs and batch. Its CAM files store a background map (1 - the sum of
+   its classes): every number is given for both protocols, the toolkit's sweep of the foreground
+   channels (``miou``, ``threshold``, ...) and ICAM's own, against the stored background, i.e. a
+   fixed threshold of 0.5 on its arg-max-only maps (``stored_background``: ``miou``,
+   ``fg_recall``, ``contour_f``, ...). Ablations: ``icam-nofs`` (no feature-similarity loss),
+   ``icam-gap`` (no importance sampling: the GAP term alone), ``cam-os8`` (vanilla CAM at ICAM's
+   output stride 8).
 
 Coverage: the synthetic objects are a large body shared by two classes plus a small
 class-specific part (``wsss.data.synthetic``); the part masks are re-rendered from the generator
 (checked against the ground-truth PNGs). ``fg_recall`` = ground-truth foreground pixels predicted
 as any foreground class at the method's best threshold; ``part_recall`` / ``body_recall`` split
-it into the part pixels and the rest of the objects. Results go to ``--out`` (JSON, written
+it into the part pixels and the rest of the objects; ``contour_f`` is ICAM's contour F-score
+(tools/evaluate.py) of the label maps at the best threshold. A method whose config names its own
+sweep (``infer.thresholds``, e.g. CPN's 0.20-0.59 on its halved maps) is also scored with it
+(``method_protocol``). Results go to ``--out`` (JSON, written
 atomically) with the command line; stage outputs in ``--work`` are reused unless ``--overwrite``.
 """
 
@@ -50,16 +69,35 @@ from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E4
 from wsss.data.synthetic import render_sample  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
-from wsss.metrics import (DatasetGT, cam_to_labels, parse_thresholds, summarize_confusion,  # noqa: E402
-                          sweep_confusions)
+from wsss.config import load_config  # noqa: E402
+from wsss.metrics import (DatasetGT, cam_to_labels, confusion_matrix, contour_counts,  # noqa: E402
+                          parse_thresholds, summarize_confusion, summarize_contour, sweep_confusions)
 
-METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle")
+METHODS = ("cam", "puzzle", "poc", "pnoc", "poc-nopuzzle", "pnoc-nopuzzle", "icam", "icam-nofs", "icam-gap",
+           "cam-os8", "cpn", "cpn-reference", "cpn-grid", "aeft", "aeft-notriplet", "aeft-gap")
 # name -> (config, overrides). P-OC / P-NOC as published (with the Puzzle terms, whatever the
 # synthetic config's default) and, as ablations, without them (OC-CSE's loss, and NOC on it).
 VARIANTS = {"poc": ("poc", ["method.puzzle=true"]), "pnoc": ("pnoc", ["method.puzzle=true"]),
-            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"])}
-# Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly.
+            "poc-nopuzzle": ("poc", ["method.puzzle=false"]), "pnoc-nopuzzle": ("pnoc", ["method.puzzle=false"]),
+            "icam": ("icam", ["method.label_smoothing=0.0"]),
+            # ablations of ICAM: without the feature-similarity loss, without importance sampling
+            # (the GAP term alone, the reference's --loss_weight 0), and vanilla CAM on ICAM's grid
+            "icam-nofs": ("icam", ["method.label_smoothing=0.0", "method.fs_weight=0.0"]),
+            "icam-gap": ("icam", ["method.label_smoothing=0.0", "method.loss_weight=0.0"]),
+            "cam-os8": ("cam", ["model.output_stride=8"]),
+            # CPN with the reference's quirks (~39 % hidden, SLIC on the normalised crop, the PRCM key
+            # .view), and with the grid strategy instead of superpixels
+            "cpn-reference": ("cpn", ["method.hide_draw=reference", "method.slic_on=normalized",
+                                      "method.key_layout=reference"]),
+            "cpn-grid": ("cpn", ["method.strategy=grid"]),
+            # AEFT's ablations: the GPP classifier without the triplet; its head with GAP instead of GPP
+            "aeft-notriplet": ("aeft", ["method.attract_weight=0", "method.repel_weight=0"]),
+            "aeft-gap": ("aeft", ["method.gpp=false", "method.attract_weight=0", "method.repel_weight=0"])}
+# Every compared method uses P-NOC's label smoothing, so that P-OC = Puzzle + erasing exactly
+# (ICAM, a recipe of its own, overrides it back to 0 in VARIANTS).
 COMMON = ["method.label_smoothing=0.1"]
+# Overrides that scale with the epoch budget: AEFT's switch at epoch 18 of 40.
+SCHEDULES = {"aeft": lambda epochs: [f"method.switch_epoch={max(1, round(epochs * 18 / 40))}"]}
 DEFINITIONS = {
     "miou": "CAM mIoU (%) at the best background threshold of the sweep: background channel of constant t "
             "padded in front of the max-normalised CAMs, argmax; confusion summed over the split, mean over "
@@ -70,6 +108,12 @@ DEFINITIONS = {
     "fg_precision": "(%) pixels predicted as foreground at the best threshold whose ground truth is foreground",
     "part_recall": "(%) fg_recall restricted to the visible class-specific part pixels of the objects",
     "body_recall": "(%) fg_recall restricted to the other object pixels (the body shared within a class group)",
+    "contour_f": "ICAM's contour F-score (%, mean over foreground classes, tolerance 0.008 x the image diagonal; "
+                 "tools/evaluate.py) of the label maps at the best threshold",
+    "stored_background": "CAM files that store their method's background map (ICAM: 1 - sum of the classes): "
+                         "the same numbers for the label maps scored against it (ICAM's protocol, no threshold)",
+    "method_protocol": "the same scores under the method's own threshold sweep (its config's infer.thresholds), "
+                       "when it has one",
     "seconds": "wall-clock seconds of training (tools/train_cam.py, shared 2-core CPU: noisy)",
     "cpu_seconds": "CPU seconds (user + sys) of the training process and its data workers",
     "infer_seconds": "wall-clock seconds of tools/infer_cam.py on the split",
@@ -155,41 +199,76 @@ def ground_truth(dataset, seed, size, split):
     return gts, parts
 
 
+def load_fg(cam_dir, image_id):
+    """A CAM file without its stored background map (the sweep protocol)."""
+    cam = load_cam(find_cam(cam_dir, image_id))
+    return {k: v for k, v in cam.items() if k not in ("cam_bg", "hr_cam_bg")}
+
+
+def coverage(cam_dir, dataset, gts, parts, labels_of):
+    """Part / body recall (overall and per class) and contour counts of the label maps
+    ``labels_of(cam_dir, image_id)``."""
+    k = dataset.num_classes + 1
+    hits = np.zeros((k, 2, 2), np.int64)  # [class, part/body, (hit, total)]
+    contour = 0
+    for image_id in dataset.ids:
+        gt = gts[image_id]
+        labels = labels_of(cam_dir, image_id)
+        pred_fg = labels > 0
+        obj = (gt > 0) & (gt < k)  # object pixels (no 255 in this dataset, but never index with it)
+        for r, region in enumerate((obj & parts[image_id], obj & ~parts[image_id])):
+            np.add.at(hits[:, r, 0], gt[region & pred_fg], 1)
+            np.add.at(hits[:, r, 1], gt[region], 1)
+        contour = contour + contour_counts(gt, labels, k, "icam")
+    hits[0] = hits[1:].sum(axis=0)  # row 0 (the unused background id): all object classes together
+    return hits, summarize_contour(contour, dataset.class_names, "icam")
+
+
+def pct(a, b):
+    return round(100.0 * a / max(1, b), 2)
+
+
+def region_scores(conf, hits, contour, dataset):
+    """mIoU, foreground recall / precision, part / body recall and contour F of one protocol."""
+    k = dataset.num_classes + 1
+    names = ["background", *dataset.class_names]
+    summary = summarize_confusion(conf, names)
+    return {
+        "miou": round(summary["miou"], 2),
+        "fg_recall": pct(conf[1:, 1:k].sum(), conf[1:, :].sum()), "fg_precision": pct(conf[1:, 1:k].sum(),
+                                                                                     conf[:, 1:k].sum()),
+        "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
+        "contour_f": round(contour["mean_f"], 2),
+        "per_class": {name: {"iou": round(summary["per_class"][name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
+                             "body_recall": pct(*hits[c + 1, 1]),
+                             "contour_f": round(contour["per_class"][name]["f"], 2)}
+                      for c, name in enumerate(dataset.class_names)},
+    }
+
+
 def score(cam_dir, dataset, gts, parts, thresholds):
-    """mIoU sweep and coverage of a folder of CAM files (see DEFINITIONS)."""
+    """mIoU sweep, coverage and contour F of a folder of CAM files (see DEFINITIONS); with
+    ``stored_background`` for files that store a background map."""
     k = dataset.num_classes + 1
     names = ["background", *dataset.class_names]
     conf = None
     for image_id in tqdm(dataset.ids, desc=f"sweep {Path(cam_dir).name}", mininterval=1.0):
-        c = sweep_confusions(gts[image_id], load_cam(find_cam(cam_dir, image_id)), thresholds, k)
+        c = sweep_confusions(gts[image_id], load_fg(cam_dir, image_id), thresholds, k)
         conf = c if conf is None else conf + c
     curve = [summarize_confusion(c, names)["miou"] for c in conf]
     best = int(np.argmax(curve))
     t = thresholds[best]
     fg_gt = conf[:, 1:, :].sum(axis=(1, 2))
     fg_hit = conf[:, 1:, 1:k].sum(axis=(1, 2))
-    fg_pred = conf[:, :, 1:k].sum(axis=(1, 2))
-    hits = np.zeros((k, 2, 2), np.int64)  # [class, part/body, (hit, total)]
-    for image_id in dataset.ids:
-        gt = gts[image_id]
-        pred_fg = cam_to_labels(load_cam(find_cam(cam_dir, image_id)), t) > 0
-        obj = (gt > 0) & (gt < k)  # object pixels (no 255 in this dataset, but never index with it)
-        for r, region in enumerate((obj & parts[image_id], obj & ~parts[image_id])):
-            np.add.at(hits[:, r, 0], gt[region & pred_fg], 1)
-            np.add.at(hits[:, r, 1], gt[region], 1)
-    hits[0] = hits[1:].sum(axis=0)  # row 0 (the unused background id): all object classes together
-    pct = lambda a, b: round(100.0 * a / max(1, b), 2)  # noqa: E731
-    at_best = summarize_confusion(conf[best], names)["per_class"]
-    return {
-        "miou": round(curve[best], 2), "threshold": t,
-        "fg_recall": pct(fg_hit[best], fg_gt[best]), "fg_precision": pct(fg_hit[best], fg_pred[best]),
-        "part_recall": pct(*hits[0, 0]), "body_recall": pct(*hits[0, 1]),
-        "per_class": {name: {"iou": round(at_best[name]["iou"], 2), "part_recall": pct(*hits[c + 1, 0]),
-                             "body_recall": pct(*hits[c + 1, 1])} for c, name in enumerate(dataset.class_names)},
-        "curve": [{"threshold": th, "miou": round(m, 2), "fg_recall": pct(h, g)}
-                  for th, m, h, g in zip(thresholds, curve, fg_hit, fg_gt)],
-    }
-
+    hits, contour = coverage(cam_dir, dataset, gts, parts, lambda d, i: cam_to_labels(load_fg(d, i), t))
+    out = {"protocol": "sweep", "threshold": t, **region_scores(conf[best], hits, contour, dataset),
+           "curve": [{"threshold": th, "miou": round(m, 2), "fg_recall": pct(h, g)}
+                     for th, m, h, g in zip(thresholds, curve, fg_hit, fg_gt)]}
+    if "hr_cam_bg" in load_cam(find_cam(cam_dir, dataset.ids[0])):
+        stored = sum(confusion_matrix(gts[i], cam_to_labels(load_cam(find_cam(cam_dir, i))), k) for i in dataset.ids)
+        hits, contour = coverage(cam_dir, dataset, gts, parts, lambda d, i: cam_to_labels(load_cam(find_cam(d, i))))
+        out["stored_background"] = {"protocol": "stored-background", **region_scores(stored, hits, contour, dataset)}
+    return out
 
 def main(argv=None):
     args = parse_args(argv)
@@ -211,17 +290,31 @@ def main(argv=None):
     results = {}
     for method in args.methods.split(","):
         base, extra = VARIANTS.get(method, (method, []))
-        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *args.overrides]
+        schedule = SCHEDULES.get(base, lambda epochs: [])(args.epochs)
+        overrides = [f"train.epochs={args.epochs}", f"model.weights={weights}", *COMMON, *extra, *schedule,
+                     *args.overrides]
         if base in ("poc", "pnoc"):
             overrides.append(f"method.oc_exp={oc_exp}")
         exp = work / method
         res = train(f"configs/synthetic/{base}.yaml", exp, args, overrides)
         cams, res["infer_seconds"] = infer(exp, args)
         res.update(score(cams, dataset, gts, parts, thresholds))
+        own = (load_config(ROOT / "configs" / "synthetic" / f"{base}.yaml").get("infer") or {}).get("thresholds")
+        if own:
+            res["method_protocol"] = {"thresholds": own, **score(cams, dataset, gts, parts, parse_thresholds(own))}
         results[method] = res
+        stored = res.get("stored_background")
         print(f"[priors_synthetic] {method}: mIoU {res['miou']:.2f} at t={res['threshold']:.2f}, "
               f"fg recall {res['fg_recall']:.2f} (part {res['part_recall']:.2f}, body {res['body_recall']:.2f}), "
-              f"{res['seconds']:.0f}s", flush=True)
+              f"contour F {res['contour_f']:.2f}"
+              + (f"; against the stored background: mIoU {stored['miou']:.2f}, fg recall {stored['fg_recall']:.2f}, "
+                 f"contour F {stored['contour_f']:.2f}" if stored else "")
+              + f", {res['seconds']:.0f}s", flush=True)
+        if own:
+            m = res["method_protocol"]
+            print(f"[priors_synthetic] {method} (own sweep {own}): mIoU {m['miou']:.2f} at t={m['threshold']:.2f}, "
+                  f"fg recall {m['fg_recall']:.2f}, contour F {m['contour_f']:.2f}", flush=True)
+
 
     write_json(args.out, {
         "benchmark": "priors_synthetic", "command": command, "definitions": DEFINITIONS,

@@ -3,7 +3,9 @@
 # evaluation splits, score them against the ground truth (and the trivial baselines), print a table.
 #
 #   bash runners/1-priors.sh                                   # synthetic benchmark on the CPU
+#   METHOD=icam bash runners/1-priors.sh                       # ICAM: both protocols (stored background, sweep)
 #   DATASET=voc DATA_ROOT=/data/VOC2012 GPUS=4 METHOD=puzzle bash runners/1-priors.sh
+#   METHOD=aeft bash runners/1-priors.sh                        # AEFT-GPP (configs/$DATASET/aeft.yaml)
 #
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then
@@ -21,6 +23,8 @@
 #   TRAIN_SPLIT  training split (CAMs are inferred for it too)   [the config's data.train_split]
 #   EVAL_SPLITS  splits whose CAMs are scored                    [train val]
 #   OVERRIDES    extra key=value config overrides, space-separated
+# A method whose config names its own threshold sweep (infer.thresholds, e.g. CPN's 0.20:0.59:0.01
+# on its halved maps) is scored with it too (eval_cam_<split>_method.json), next to the toolkit's.
 # Reruns skip finished work (checkpoints, CAM files, scores); set OVERWRITE=1 to redo everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,31 +56,48 @@ infer_cams() {
   "${LAUNCH[@]}" tools/infer_cam.py --exp "$1" --split "$2" --out "$1/cams/$2" "${FORCE[@]}"
 }
 
-# evaluate_cams EXP SPLIT CAM_DIR: score CAM_DIR on SPLIT -> EXP/eval_cam_SPLIT.json
+# evaluate_cams EXP SPLIT CAM_DIR [THRESHOLDS SUFFIX]: score CAM_DIR on SPLIT ->
+# EXP/eval_cam_SPLIT[SUFFIX].json (the toolkit's sweep, or THRESHOLDS); CAM files that store their
+# method's background map (ICAM) are scored against it there, and by the threshold sweep of their
+# foreground channels in EXP/eval_cam_SPLIT[SUFFIX]_sweep.json
 evaluate_cams() {
-  echo "[1-priors] evaluate CAMs of $2"
-  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam \
-    --out "$1/eval_cam_$2.json" "${FORCE[@]}" | tail -n 3
+  local sweep=(); [ -n "${4:-}" ] && sweep=(--thresholds "$4")
+  local out="$1/eval_cam_$2${5:-}"
+  echo "[1-priors] evaluate CAMs of $2${4:+ (sweep $4)}"
+  "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam "${sweep[@]}" \
+    --out "$out.json" "${FORCE[@]}" | tail -n 3
+  if [ "$(json_value "$out.json" protocol)" = stored-background ]; then
+    "$PY" tools/evaluate.py --data "$DATA_ROOT" --split "$2" --pred "$3" --mode cam --ignore-stored-background \
+      "${sweep[@]}" --out "${out}_sweep.json" "${FORCE[@]}" | tail -n 1
+  fi
 }
 
-print_table() {  # print_table EXP SPLIT...: mIoU / threshold per split, and the baselines
+print_table() {  # print_table EXP SPLIT...: mIoU / threshold / contour F per split and protocol, and the baselines
   "$PY" - "$@" <<'EOF'
 import json, sys
 from pathlib import Path
 exp, splits = Path(sys.argv[1]), sys.argv[2:]
 rows = []
 for s in splits:
-    r = json.loads((exp / f"eval_cam_{s}.json").read_text())
-    rows.append((exp.name, s, f"{r['miou']:.2f}", f"{r['threshold']:.2f}"))
+    for path, tag in ((exp / f"eval_cam_{s}.json", ""), (exp / f"eval_cam_{s}_sweep.json", ""),
+                      (exp / f"eval_cam_{s}_method.json", " (method sweep)"),
+                      (exp / f"eval_cam_{s}_method_sweep.json", " (method sweep)")):
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        thr, cf = r.get("threshold"), (r.get("contour_f") or {}).get("mean_f")
+        rows.append((exp.name + tag, s, r.get("protocol", "sweep"), f"{r['miou']:.2f}", "-" if thr is None else f"{thr:.2f}",
+                     "-" if cf is None else f"{cf:.2f}"))
+
     b = exp / f"baselines_{s}.json"
     if b.is_file():
         for name, res in json.loads(b.read_text()).items():
-            rows.append((f"baseline:{name}", s, f"{res['miou']:.2f}", "-"))
+            rows.append((f"baseline:{name}", s, "-", f"{res['miou']:.2f}", "-", "-"))
 m = [l for l in (exp / "metrics.jsonl").read_text().splitlines() if '"kind": "epoch"' in l]
 secs = sum(json.loads(l)["seconds"] for l in m)
-print(f"{'run':28s} {'split':10s} {'mIoU':>7s} {'thr':>5s}")
+print(f"{'run':28s} {'split':10s} {'protocol':18s} {'mIoU':>7s} {'thr':>5s} {'contour F':>9s}")
 for r in rows:
-    print(f"{r[0]:28s} {r[1]:10s} {r[2]:>7s} {r[3]:>5s}")
+    print(f"{r[0]:28s} {r[1]:10s} {r[2]:18s} {r[3]:>7s} {r[4]:>5s} {r[5]:>9s}")
 print(f"training: {len(m)} epochs, {secs:.0f}s")
 EOF
 }
@@ -86,6 +107,7 @@ if [ "$DATASET" = synthetic ] && [ ! -f "$DATA_ROOT/class_names.txt" ]; then
 fi
 
 CONFIG=${CONFIG:-configs/$DATASET/$METHOD.yaml}
+METHOD_THRESHOLDS=$(config_value "$CONFIG" infer.thresholds)
 TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
 EXTRA+=("data.train_split=$TRAIN_SPLIT")
@@ -105,6 +127,7 @@ for split in $EVAL_SPLITS; do
   if [ "$split" = train ] && [ "$TRAIN_SPLIT" != train ]; then cam_dir=$EXP/cams/$TRAIN_SPLIT; fi
   [ "$cam_dir" = "$EXP/cams/$TRAIN_SPLIT" ] || infer_cams "$EXP" "$split"
   evaluate_cams "$EXP" "$split" "$cam_dir"
+  [ -z "$METHOD_THRESHOLDS" ] || evaluate_cams "$EXP" "$split" "$cam_dir" "$METHOD_THRESHOLDS" _method
   "$PY" tools/baselines.py --data "$DATA_ROOT" --split "$split" --no-contour --out "$EXP/baselines_$split.json" \
     "${FORCE[@]}" | tail -n 1
 done

@@ -10,8 +10,8 @@
 #
 # Environment (defaults in brackets):
 #   DATASET      synthetic | voc | coco                                   [synthetic]
-#   AFFINITY     irn | psa | icam | aeft: the recipe, configs/$DATASET/affinity.yaml (irn) or
-#                configs/$DATASET/affinity_$AFFINITY.yaml (psa's network; icam/aeft: voc, coco) [irn]
+#   AFFINITY     the recipe: irn = configs/$DATASET/affinity.yaml, else configs/$DATASET/affinity_$AFFINITY.yaml:
+#                psa (psa's network), icam, aeft (psa's network; voc, coco), cpn (CPN's IRN recipe; voc)  [irn]
 #   CONFIG       another config file                                      [as AFFINITY says]
 #   DATA_ROOT    dataset root                                             [data/$DATASET]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]

@@ -43,3 +43,16 @@ def fg_maps_split(tmp_path_factory):
         save_cam(root / "cams" / f"{i}.npz", [0], fg[None, ::4, ::4], fg[None])
         save_gray_png(root / "sal" / f"{i}.png", (fg * 255).astype(np.uint8))
     return root, ds
+
+
+def torchrun(script, out_dir, world=2, timeout=300):
+    """Run ``script`` under torchrun with ``world`` CPU processes (gloo), passing ``out_dir`` as its
+    argument; fails the test with the processes' stderr when they fail."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+           str(script), str(out_dir)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -81,6 +81,15 @@ def test_output_stride_8_only():
         build_backbone("resnet38d", output_stride=16)
 
 
+def test_dropout_rates_of_b6_b7():
+    """psa: 0.3 / 0.5; AEFT builds its trunk with 0.2 in both (model.backbone_kwargs.dropouts)."""
+    with torch.device("meta"):
+        m = build_backbone("resnet38d", output_stride=8, dropouts=[0.2, 0.2])
+    assert [d.p for b in (m.b6, m.b7) for d in (b.dropout_2b1, b.dropout_2b2)] == [0.2] * 4
+    with pytest.raises(ConfigError, match="two rates"):
+        build_backbone("resnet38d", output_stride=8, dropouts=[0.2])
+
+
 def test_conv1a_frozen_like_psa():
     with torch.device("meta"):
         assert not build_backbone("resnet38d", output_stride=8).conv1a.weight.requires_grad

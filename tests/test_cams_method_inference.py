@@ -2,6 +2,7 @@
 CAM file, evaluate, make_pseudo_masks and the random walk, and inference from a trained
 checkpoint alone."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,24 @@ def test_evaluate_uses_the_stored_background(scene, capsys, tool):
     assert capsys.readouterr().out.splitlines()[-1] != exact  # the same maps at t 0.9: nothing is foreground
     with pytest.raises(DataError, match="store a background map and others do not"):
         evaluate(["--data", str(root), "--split", "train", "--pred", str(tmp / "mixed"), "--mode", "cam"])
+
+
+def test_evaluate_can_sweep_files_that_store_a_background(scene, tool):
+    """--ignore-stored-background: the toolkit's sweep over the foreground channels of such files
+    (ICAM's second protocol), the same numbers as the files without the map; protocol recorded."""
+    root, tmp, _ = scene
+    evaluate = tool("evaluate")
+    common = ["--data", str(root), "--split", "train", "--mode", "cam", "--thresholds", "0.1:0.9:0.1"]
+    out = {}
+    for name, folder, extra in (("plain", "plain", []), ("swept", "bg", ["--ignore-stored-background"]),
+                                ("mixed", "mixed", ["--ignore-stored-background"]), ("stored", "bg", [])):
+        evaluate([*common, "--pred", str(tmp / folder), "--out", str(tmp / f"{name}.json"), *extra])
+        out[name] = json.loads((tmp / f"{name}.json").read_text())
+    assert out["plain"]["protocol"] == out["swept"]["protocol"] == out["mixed"]["protocol"] == "sweep"
+    for key in ("miou", "threshold", "curve", "contour_f"):
+        assert out["swept"][key] == out["plain"][key] == out["mixed"][key]
+    assert out["stored"]["protocol"] == "stored-background" and "threshold" not in out["stored"]
+    assert out["stored"]["contour_f"]["mean_f"] > 0
 
 
 def test_pseudo_masks_use_the_stored_background(scene, tool):

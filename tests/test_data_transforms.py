@@ -107,6 +107,22 @@ def test_color_jitter_matches_formulas():
         ColorJitter(0.3)(Normalize()(s))
 
 
+def test_color_jitter_probability():
+    """AEFT's RandomApply(ColorJitter, p=0.8): p = 0 never jitters, p = 1 draws no extra number."""
+    s = make_sample()
+    random.seed(5)
+    always = ColorJitter(brightness=0.3)(s)["image"]
+    random.seed(5)
+    np.testing.assert_array_equal(ColorJitter(brightness=0.3, p=1.0)(s)["image"], always)
+    assert ColorJitter(brightness=0.3, p=0.0)(s)["image"] is s["image"]
+    random.seed(0)
+    jitter = ColorJitter(brightness=0.3, p=0.8)
+    applied = sum(jitter(s)["image"] is not s["image"] for _ in range(1000))
+    assert 750 < applied < 850
+    with pytest.raises(ConfigError, match="p must be"):
+        ColorJitter(0.3, p=1.5)
+
+
 def test_randaugment_ops_keep_alignment():
     s = make_sample(h=10, w=10)
     random.seed(0)

@@ -3,8 +3,6 @@ maximum, computed on 2 CPU ranks (gloo) with half the batch each, equal the sing
 on the whole batch, and DDP's averaged parameter gradients equal the single-process gradients.
 Run as a script by torchrun itself."""
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from wsss.cams.losses import mlsm
 from wsss.engine import all_gather_grad, global_max
 from wsss.engine import distributed as du
 from wsss.saliency.losses import contrastive_losses
+from conftest import torchrun
 
 B, D_IN, D, C, S = 8, 6, 5, 3, 8
 WORLD = 2
@@ -80,11 +79,7 @@ def test_gather_and_max_are_identities_without_torchrun():
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_match_the_whole_batch(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-           __file__, str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    torchrun(__file__, tmp_path, WORLD, timeout=240)
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     single = single_process()
     half = B // WORLD

@@ -107,6 +107,28 @@ def test_kill_and_resume_across_the_phase_boundary_is_exact(tmp_path):
     assert again.events == [("start", 4, 32, True)]
 
 
+def test_the_task_sets_the_length_of_the_poly_schedule(tmp_path):
+    """AEFT's reference counts every epoch at its first phase's batch: 4 x 12 = 48 steps of
+    schedule for 32 steps run, so the lr never reaches 0; progress still counts the real steps."""
+    class Longer(PhasedTask):
+        def lr_schedule_steps(self, epoch_steps):
+            return epoch_steps[0] * len(epoch_steps)
+
+    trainer = fit(tmp_path, Longer())
+    assert trainer.max_step == 32 and trainer.poly_steps == 48
+    steps = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in steps if r["kind"] == "step"]
+    assert steps[-1]["lr"] == pytest.approx(0.05 * (1 - 31 / 48) ** 0.9)
+    assert steps[-1]["progress"] == pytest.approx(31 / 32)
+
+    class Broken(PhasedTask):
+        def lr_schedule_steps(self, epoch_steps):
+            return 0
+
+    with pytest.raises(ConfigError, match="lr_schedule_steps"):
+        Trainer(cfg(), Broken(), Noisy(), tmp_path / "b", collate_fn=default_collate)
+
+
 def test_a_phase_that_does_not_split_is_refused(tmp_path):
     class Odd(PhasedTask):
         def epoch_batch_size(self, epoch, batch_size):

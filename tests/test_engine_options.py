@@ -4,17 +4,22 @@ tools; every shipped config builds its task."""
 from pathlib import Path
 
 import pytest
+import torch
 
 from wsss.affinity import AFFINITY_TASKS
+from wsss.backbones import backbone_from_config
 from wsss.cams import METHODS, build_method
 from wsss.config import load_config
 from wsss.engine import Option, TaskModule, declared_options, format_options, resolve_options
 from wsss.errors import ConfigError
 from wsss.saliency import SALIENCY_TASKS
 from wsss.segmentation import SEG_TASKS
+from wsss.segmentation.deeplab import freeze_prefixes
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "weights": None, "backbone_init": None}
+# frozen_prefixes name parameters of the config's own backbone: checked on it (meta device) below
+TINY_MODEL = {"backbone": "resnet18", "backbone_kwargs": {"width": 8}, "weights": None, "backbone_init": None,
+              "frozen_prefixes": []}
 
 
 
@@ -73,7 +78,7 @@ def stage_of(path, cfg):
     stem = path.stem
     if stem.startswith("deeplab"):
         return SEG_TASKS, (cfg.get("method") or {}).get("name", "deeplab")
-    if stem == "affinity":
+    if stem.startswith("affinity"):
         return AFFINITY_TASKS, cfg["method"]["name"]
     if stem in ("ccam", "poolnet"):
         return SALIENCY_TASKS, cfg["method"]["name"]
@@ -99,3 +104,8 @@ def test_every_shipped_config_builds_its_task(path):
     small = {**cfg, "model": {**(cfg.get("model") or {}), **TINY_MODEL}}
     task = task_cls(small, 3)
     assert task.opts == opts
+    frozen = (cfg.get("model") or {}).get("frozen_prefixes")
+    if frozen:
+        with torch.device("meta"):
+            backbone = backbone_from_config(cfg["model"], pretrained=False)
+        freeze_prefixes(backbone, frozen)  # a prefix that names no parameter is a ConfigError

@@ -3,7 +3,7 @@ toolkit task and computes exactly what the same weights compute when put straigh
 
 Each released file is the ``state_dict()`` of a stand-in module whose attribute names follow the
 reference code (docs/hub.md; P-NOC ``core/networks.py`` per code era, psa ``resnet38_cls``,
-ICAM's DeepLab-LargeFOV): the stand-in holds the very submodules of a toolkit task filled with
+ICAM's CAM net and DeepLab-LargeFOV): the stand-in holds the very submodules of a toolkit task filled with
 deterministic weights, so its keys are the released layout and its values the toolkit's.
 The file is converted with the real registry entry (with a small backbone where the layout
 does not depend on it), loaded back from the experiment folder, and run on the same input.
@@ -128,6 +128,19 @@ def released(kind, task, era):
         return Holder(base=base, deep_pool=pools, score=Holder(score=m.score), convert=Holder(convert0=m.convert))
     if kind == "psa-res38-cls":  # psa network/resnet38_cls.py: the trunk's own names + fc8
         return Holder(**dict(task.net.backbone.named_children()), fc8=task.net.head)
+    if kind == "icam-cam":  # ICAM network/resnet38_cam.py: the trunk's own names + fc8, f8_3, f8_4, f9
+        net = task.net
+        return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, f8_3=net.side.f8_3, f8_4=net.side.f8_4,
+                      f9=net.pcm.f9)
+    if kind == "cpn":  # CPN network/resnet38_CPN.py: the trunk's own names + fc8, f8_3, f8_4, f9, f10
+        n = task.net
+        return Holder(**dict(n.backbone.named_children()), fc8=n.fc8, f8_3=n.side.f8_3, f8_4=n.side.f8_4,
+                      f9=n.pcm.f9, f10=n.f10)
+    if kind == "aeft-cam":  # AEFT networks/resnet38d.py Net_gpp: the trunk's names, fc8, bn8 (unused), fc9, gconv1..3
+        net = task.net
+        bn8 = fill_(nn.BatchNorm2d(net.fc8.out_channels), seed=9)
+        return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, bn8=bn8, fc9=net.fc9,
+                      **dict(net.gpp.named_children()))
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],
@@ -166,10 +179,13 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("pnoc/voc/poolnet", {**SMALL, "model.width": 16}, None, 64, False),
     ("icam/voc/final", {**SMALL, "model.output_stride": 8}, None, 64, False),
     ("psa/voc/res38-cls", {}, None, 16, False),
-]
+    ("icam/voc/cam", {}, None, 16, False),
+    ("cpn/voc/bundle", {}, None, 16, False),
+]  # AEFT's CAM net: test_aeft_release_drops_bn8_explicitly_and_keeps_the_gates
 
 
-HEAVY = ("resnest50", "psa/")  # 25 M / 105 M parameters: seconds each
+HEAVY = ("resnest50", "psa/", "icam/voc/cam", "cpn/")  # 25 M / 105 M parameters: seconds each
+
 
 
 @pytest.mark.parametrize("name,overrides,era,size,wrapped", [
@@ -196,6 +212,26 @@ def test_released_layout_converts_to_the_same_network(request, tmp_path, name, o
     ckpt = torch.load(tmp_path / "exp" / "checkpoints" / "last.pth", weights_only=True)
     assert ckpt["format"] == "wsss-checkpoint-1" and ckpt["config"]["model"]["weights"] is None
     assert ckpt["source"]["name"] == name
+
+
+@pytest.mark.slow
+def test_an_archive_converts_the_member_it_names(resnet38d, tmp_path):
+    """CPN's bundle is an archive: the converter reads its ``member`` (``**/CPN.pth``) from the
+    unpacked folder; a folder without it is an error listing the checkpoints it holds."""
+    art = hub.get("cpn/voc/bundle")
+    assert art.container == "archive" and art.member == "**/CPN.pth"
+    direct, kind = toolkit_task(art, backbone=resnet38d)
+    (tmp_path / "files" / "CPN").mkdir(parents=True)
+    torch.save(released("cpn", direct, None).state_dict(), tmp_path / "files" / "CPN" / "CPN.pth")
+    torch.save({}, tmp_path / "files" / "init.pth")
+    convert(art, tmp_path / "files", tmp_path / "exp")
+    loaded = load_experiment(tmp_path / "exp", kind, art.classes)
+    assert loaded.net.key_layout == "reference"   # CPN.pth was trained with the reference's key .view
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.equal(forward(kind, direct, x), forward(kind, loaded, x))
+    (tmp_path / "files" / "CPN" / "CPN.pth").unlink()
+    with pytest.raises(CheckpointError, match=r"0 files match '\*\*/CPN.pth'.*init.pth"):
+        convert(art, tmp_path / "files", tmp_path / "exp2")
 
 
 def test_era_a_affinity_file_loads_as_backbone_weights(tmp_path):
@@ -257,3 +293,35 @@ def test_every_convertible_artefact_builds_from_its_config():
         built.add(key)
         task = build_task(conv.task, cfg, art.classes, meta=True)
         assert hasattr(task.get_submodule(conv.wrap + "backbone"), "checkpoint_family"), name
+
+
+@pytest.mark.slow
+def test_aeft_release_drops_bn8_explicitly_and_keeps_the_gates(request, tmp_path):
+    """AEFT's net_main holds ``bn8`` (defined, unused in its forward): the converter accepts and
+    drops it by name (listed in the report), never by a non-strict load; the GPP gates load, so
+    the logits (through GPP) match too. A Drive folder with its one checkpoint converts; any
+    other unknown key is still an error."""
+    art = hub.get("aeft/voc/cam")
+    direct, kind = toolkit_task(art, backbone=request.getfixturevalue("resnet38d"))
+    state = released(art.converter, direct, None).state_dict()
+    assert "bn8.running_var" in state and "gconv3.att_n.0.weight" in state
+    folder = tmp_path / "files"
+    folder.mkdir()
+    torch.save(state, folder / "039net_main.pth")
+    (folder / ".complete").write_text("{}")
+    report = convert(art, folder, tmp_path / "exp")
+    assert report["layout"] == "plain" and report["file"].endswith("039net_main.pth")
+    assert sorted(report["dropped"]) == sorted(k for k in state if k.startswith("bn8."))
+    loaded = load_experiment(tmp_path / "exp", kind, art.classes)
+    x = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for a, b in zip(direct.net(x), loaded.net(x)):  # logits, CAMs, gated maps
+            assert a.shape == b.shape and a.abs().sum() > 0 and torch.equal(a, b)
+    ckpt = torch.load(tmp_path / "exp" / "checkpoints" / "last.pth", weights_only=True)
+    assert ckpt["config"]["method"]["name"] == "aeft" and ckpt["config"]["model"]["weights"] is None
+    torch.save({**state, "bn9.weight": torch.ones(256)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"1 unexpected \(net.backbone.bn9.weight\)"):
+        convert(art, tmp_path / "other.pth", tmp_path / "exp2")
+    torch.save(state, folder / "038net_main.pth")
+    with pytest.raises(CheckpointError, match="exactly one checkpoint"):
+        convert(art, folder, tmp_path / "exp3")

@@ -21,11 +21,23 @@ from wsss.hub.convert import build_task, experiment_config
 ID_CAM, ID_FILES = "1" + "C" * 32, "1" + "F" * 32
 
 
-def test_dry_run_lists_downloads_and_commands(tmp_path, run_tool, monkeypatch):
+@pytest.fixture
+def dry_run(tmp_path, run_tool, monkeypatch):
+    """``dry_run(table)``: the output of ``tools/reproduce.py TABLE --dry-run`` (which must write nothing)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WSSS_CACHE", str(tmp_path / "cache"))
-    code, out = run_tool("reproduce", ["pnoc-voc", "--dry-run"])
-    assert code == 0, out
+
+    def run(table):
+        code, out = run_tool("reproduce", [table, "--dry-run"])
+        assert code == 0, out
+        assert not (tmp_path / "cache").exists() and not (tmp_path / "experiments").exists()
+        return out
+
+    return run
+
+
+def test_dry_run_lists_downloads_and_commands(dry_run):
+    out = dry_run("pnoc-voc")
     assert "Drive file 1CDT89v8ctWOOowCgJkbh0Xj7fCxlQs2_ | Drive file 1X4fsGdDGpDBbWq2n_FGkqOtgOETS0x_P" in out
     assert "convert  pnoc/voc/pnoc-ls (pnoc-classifier) -> experiments/hub/pnoc/voc/pnoc-ls" in out
     assert "tools/infer_cam.py --exp experiments/hub/pnoc/voc/pnoc-ls --split train" in out
@@ -33,7 +45,25 @@ def test_dry_run_lists_downloads_and_commands(tmp_path, run_tool, monkeypatch):
     assert "tools/infer_seg.py --exp experiments/hub/pnoc/voc/deeplab-pnoc-ls --split test" in out
     assert "evaluation server" in out and "does not reproduce yet" in out  # VOC test PNGs; PoolNet
     assert out.count("\n- ") == 20  # every row of the table
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "experiments").exists()
+
+
+def test_cpn_table_converts_the_bundle_and_sweeps_cpn_range(dry_run):
+    out = dry_run("cpn-voc")
+    assert "convert  cpn/voc/bundle (cpn) -> experiments/hub/cpn/voc/bundle" in out
+    assert "tools/evaluate.py" in out and "--mode cam --thresholds 0.20:0.59:0.01" in out  # halved maps
+    assert "no wsss module" not in out
+
+
+def test_icam_table_converts_its_cam_net_and_scores_contours(tmp_path, run_tool, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WSSS_CACHE", str(tmp_path / "cache"))
+    code, out = run_tool("reproduce", ["icam-voc", "--dry-run"])
+    assert code == 0, out
+    assert "convert  icam/voc/cam (icam-cam) -> experiments/hub/icam/voc/cam" in out
+    evaluate = [line for line in out.splitlines() if "tools/evaluate.py" in line]
+    assert evaluate and all("--no-contour" not in line for line in evaluate)  # contour: true in tables.yaml
+    code, out = run_tool("reproduce", ["psa-voc", "--dry-run"])
+    assert all("--no-contour" in line for line in out.splitlines() if "tools/evaluate.py" in line)
 
 
 def perfect_cams(dataset):

@@ -8,7 +8,9 @@ Modes (registry ``wsss.metrics.MODES``): ``png`` scores index PNGs ``<pred>/<id>
 ``cam`` scores CAM files ``<pred>/<id>.npz`` (or P-NOC ``.npy``) by padding a background channel
 at threshold t and taking the argmax, sweeping ``--thresholds a:b:step`` (b included) and
 reporting the best t and the curve (CAM files that store their method's background map,
-``hr_cam_bg``, are scored against it instead, without a sweep); ``saliency`` scores 0..255
+``hr_cam_bg``, are scored against it instead, without a sweep, unless ``--ignore-stored-background``:
+then their foreground channels are swept like any other; the JSON's ``protocol`` says which,
+``stored-background`` or ``sweep``); ``saliency`` scores 0..255
 gray PNGs ``<pred>/<id>.png`` (any folder, made here or elsewhere) as binary foreground/background, foreground where value/255 > t,
 with the same sweep (wsss/metrics/saliency.py). mIoU follows PuzzleCAM / P-NOC (confusion matrix over the
 whole split, 255 ignored, mean over all classes incl. background); the contour F-score follows
@@ -39,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--mode", default="png", help=f"one of {', '.join(MODES.names())}")
     p.add_argument("--thresholds", default=DEFAULT_THRESHOLDS,
                    help="thresholds swept by the cam and saliency modes: a:b:step (b included) or t1,t2,...")
+    p.add_argument("--ignore-stored-background", action="store_true",
+                   help="cam mode: sweep the threshold also over CAM files that store a background map "
+                        "(their foreground channels; default: score them against their background)")
     p.add_argument("--contour", action=argparse.BooleanOptionalAction, default=True,
                    help="also compute the contour F-score (default: on)")
     p.add_argument("--contour-definition", default="icam", help="contour F-score definition (icam)")
@@ -76,10 +81,11 @@ def main(argv=None):
     dataset = build_dataset(name, args.data, args.split)
     job = EvalJob(gt=DatasetGT(dataset), pred_dir=Path(args.pred), contour=args.contour,
                   contour_definition=args.contour_definition, workers=args.workers,
-                  thresholds=parse_thresholds(args.thresholds))
+                  thresholds=parse_thresholds(args.thresholds),
+                  stored_background=not args.ignore_stored_background)
     result = evaluate(job, args.mode)
     result.update(dataset=name, split=args.split, data=str(args.data), pred=str(args.pred))
-    first = ("miou", "mode", "dataset", "split", "num_images", "threshold", "contour_f")
+    first = ("miou", "mode", "protocol", "dataset", "split", "num_images", "threshold", "contour_f")
     result = {k: result[k] for k in first if k in result} | result  # headline keys first in the JSON
 
     print_report(result, name, args.split)
@@ -90,6 +96,7 @@ def main(argv=None):
     print(f"evaluated {result['num_images']} images of {name}/{args.split} ({args.mode}) in {timer.seconds:.1f} s"
           + (f", contour F {cf['mean_f']:.2f}" if cf else "")
           + (f", threshold {result['threshold']:.2f}" if "threshold" in result else "")
+          + (", against the stored background" if result.get("protocol") == "stored-background" else "")
           + (f"; results -> {out}" if out else ""))
     print(f"mIoU: {result['miou']:.2f}")
     return 0

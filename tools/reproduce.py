@@ -49,10 +49,20 @@ def parse_args(argv=None):
 
 
 def measured(plan):
+    """The evaluation JSON of a plan (empty when there is none)."""
     if plan.result is None or not Path(plan.result).is_file():
-        return None, None
-    result = json.loads(Path(plan.result).read_text())
-    return result["miou"], result.get("threshold")
+        return {}
+    return json.loads(Path(plan.result).read_text())
+
+
+def status_of(result):
+    """``ok`` and how it was scored: the sweep's threshold or the stored background, contour F."""
+    parts = [f"threshold {result['threshold']:.2f}"] if result.get("threshold") is not None else []
+    if result.get("protocol") == "stored-background":
+        parts.append("against the stored background")
+    if (result.get("contour_f") or {}).get("mean_f") is not None:
+        parts.append(f"contour F {result['contour_f']['mean_f']:.2f}")
+    return "ok" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def run_row(row, art, plan, ctx, fetcher):
@@ -71,9 +81,10 @@ def run_row(row, art, plan, ctx, fetcher):
             run_command(cmd() if callable(cmd) else cmd, log=lambda c: print(f"[reproduce] {row['id']}: {c}"))
     except (WSSSError, RuntimeError) as e:
         return {**result, "status": "failed: " + str(e).splitlines()[0][:200]}
-    miou, threshold = measured(plan)
-    status = plan.note or "ok" + (f" (threshold {threshold:.2f})" if threshold is not None else "")
-    return {**result, "measured": miou, "threshold": threshold, "status": status}
+    scored = measured(plan)
+    contour = (scored.get("contour_f") or {}).get("mean_f")
+    return {**result, "measured": scored.get("miou"), "threshold": scored.get("threshold"),
+            "protocol": scored.get("protocol"), "contour_f": contour, "status": plan.note or status_of(scored)}
 
 
 def main(argv=None):
@@ -99,7 +110,7 @@ def main(argv=None):
     fetcher = Fetcher(cache=args.cache, drive_url=args.drive_url, mirror=args.mirror)
     ctx = Context(data=Path(args.data) if args.data else default_data_root(table), out=out,
                   exp_root=Path(args.exp_root), cache=fetcher.cache, workers=args.workers,
-                  overrides=tuple(args.overrides))
+                  overrides=tuple(args.overrides), contour=bool(table.get("contour")))
     plans = [(row, registry[row["artefact"]], plan_row(ctx, row, registry[row["artefact"]])) for row in table["rows"]]
     plans = [p for p in plans if wanted is None or p[0]["id"] in wanted]
 
@@ -112,7 +123,8 @@ def main(argv=None):
 
     results = [run_row(row, art, plan, ctx, fetcher) for row, art, plan in plans]
     notes = [f"published numbers: {table['title']}; CAM rows take the best background threshold of the "
-             f"sweep on the split's ground truth (the published protocol)",
+             f"sweep on the split's ground truth (the published protocol), or the background their "
+             f"method stores (ICAM's protocol)" + ("; contour F-score in the status" if ctx.contour else ""),
              f"data: {ctx.data}; converted experiments: {ctx.exp_root}; cache: {ctx.cache}"]
     write_text(out / "table.md", render.markdown(table["title"], results, notes) + "\n![table](table.png)\n")
     render.png(out / "table.png", table["title"], results)

@@ -29,8 +29,9 @@ def build_backbone(name, output_stride=16, norm_mode="train", weights=None, **kw
     ``norm_mode`` (``train`` | ``frozen`` (P-NOC "fix") | ``frozen_affine`` (psa); see
     :mod:`wsss.backbones.norm`), then load ``weights`` (a checkpoint path) strictly.
 
-    Extra keyword options: ``width`` (resnet18 base width, 64 = torchvision) and
-    ``trainable_conv1a`` (resnet38d, default False as in psa).
+    Extra keyword options: ``width`` (resnet18 base width, 64 = torchvision), ``trainable_conv1a``
+    (resnet38d, default False as in psa) and ``dropouts`` (resnet38d: the b6 / b7 Dropout2d rates,
+    psa 0.3 / 0.5, AEFT 0.2 / 0.2).
     """
     factory = BACKBONES.get(name)
     accepted = set(inspect.signature(factory).parameters) - {"output_stride", "norm_layer"}

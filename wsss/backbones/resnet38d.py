@@ -14,7 +14,8 @@ Architecture (as in jiwoon-ahn/psa ``network/resnet38d.py``):
 - b5 (1024, stride 1): its first 3x3 conv is undilated, its second and both convs of b5_1/b5_2
   have dilation 2.
 - b6 (2048) and b7 (4096): pre-activation bottlenecks 1x1 -> 3x3 dilation 4 -> 1x1 (widths
-  out/4, out/2, out) with ``Dropout2d`` (0.3 in b6, 0.5 in b7) after the ReLUs inside the branch.
+  out/4, out/2, out) with ``Dropout2d`` (0.3 in b6, 0.5 in b7: ``dropouts``; AEFT uses 0.2 in both)
+  after the ReLUs inside the branch.
 - ``bn7`` + ReLU on b7's output gives the 4096-channel final map.
 
 ``forward(x)`` returns ``c1`` = b2_2 (stride 2, 128), ``c2`` = b3_2 (stride 4, 256), ``c3`` = b4_5
@@ -100,17 +101,20 @@ class ResNet38d(nn.Module):
 
     checkpoint_family = "resnet38d"
 
-    def __init__(self, output_stride=8, norm_layer=nn.BatchNorm2d, trainable_conv1a=False):
+    def __init__(self, output_stride=8, norm_layer=nn.BatchNorm2d, trainable_conv1a=False, dropouts=(0.3, 0.5)):
         super().__init__()
         if output_stride != 8:
             raise ConfigError(f"resnet38d has output stride 8 only, got output_stride={output_stride!r}",
                               fix="set model.output_stride: 8 for resnet38d")
+        if len(dropouts) != 2 or not all(0 <= float(p) < 1 for p in dropouts):
+            raise ConfigError(f"resnet38d dropouts must be two rates in [0, 1) (b6, b7), got {dropouts!r}",
+                              fix="e.g. model.backbone_kwargs.dropouts=[0.3, 0.5]")
         self.output_stride = 8
         self.conv1a = nn.Conv2d(3, 64, 3, padding=1, bias=False)
         for name, cin, mid, cout, stride, dilation, first in _BLOCKS:
             self.add_module(name, PreActBlock(cin, mid, cout, norm_layer, stride, dilation, first))
-        self.b6 = PreActBottleneck(1024, 2048, norm_layer, dilation=4, dropout=0.3)
-        self.b7 = PreActBottleneck(2048, 4096, norm_layer, dilation=4, dropout=0.5)
+        self.b6 = PreActBottleneck(1024, 2048, norm_layer, dilation=4, dropout=float(dropouts[0]))
+        self.b7 = PreActBottleneck(2048, 4096, norm_layer, dilation=4, dropout=float(dropouts[1]))
         self.bn7 = norm_layer(4096)
         self.block_names = [b[0] for b in _BLOCKS] + ["b6", "b7"]
         self.conv1a.weight.requires_grad_(trainable_conv1a)

@@ -23,7 +23,8 @@ The engine (``wsss.engine.Trainer``) trains it; ``tools/infer_cam.py`` calls :me
 whose default is the multi-scale inference of :mod:`wsss.cams.inference` over the hooks
 :meth:`view_maps` (default: ReLU of :meth:`cam_forward`) and :meth:`combine` (default: each
 class divided by its maximum); ``background = True`` declares maps with a leading background
-channel (C + 1 outputs), saved next to the classes in the CAM file.
+channel (C + 1 outputs), saved next to the classes in the CAM file; ``relu_after_upsample = True``
+moves the ReLU after each view's upsampling (AEFT).
 
 A method with a second network and optimizer (P-OC/P-NOC) returns two entries from
 ``param_groups()`` and uses ``wsss.engine.frozen_call`` where a loss must not train a network;
@@ -54,6 +55,8 @@ class CAMMethod(TaskModule):
     exports = ("net",)
     #: the maps of :meth:`view_maps` carry a background channel first (C + 1 channels)
     background = False
+    #: ReLU each view's maps after upsampling them (AEFT) instead of in :meth:`view_maps`
+    relu_after_upsample = False
 
     def __init__(self, cfg, num_classes):
         super().__init__(cfg, num_classes)
@@ -70,8 +73,10 @@ class CAMMethod(TaskModule):
 
     def view_maps(self, images, labels):
         """Maps of a batch of views (images at one scale, then their flips): (B, C [+1], h, w).
-        ``labels`` (B, C) are the views' image labels, for methods that condition on them."""
-        return F.relu(self.cam_forward(images).float())
+        ``labels`` (B, C) are the views' image labels, for methods that condition on them.
+        Default: ReLU of :meth:`cam_forward` (raw maps with :attr:`relu_after_upsample`)."""
+        maps = self.cam_forward(images).float()
+        return maps if self.relu_after_upsample else F.relu(maps)
 
     def combine(self, maps):
         """The saved maps of one image from their sum over views (K, h, w): each channel divided
@@ -85,7 +90,8 @@ class CAMMethod(TaskModule):
         ``cam_bg`` / ``hr_cam_bg``. Called in eval mode under ``torch.inference_mode``."""
         view_fn = on_device(self.view_maps, device, amp, channels_last)
         return accumulate_views(view_fn, inputs, size, keys, flip, stride, hr_stride, num_classes=self.num_classes,
-                                background=self.background, combine=self.combine)
+                                background=self.background, combine=self.combine,
+                                activation=F.relu if self.relu_after_upsample else None)
 
     def infer_group(self, group, **kw):
         """:meth:`infer_cams` of equal-size ``PyramidDataset`` items; yields ``(item, maps)``."""

@@ -85,7 +85,7 @@ def _view_labels(keys, num_classes, flip):
 
 @torch.inference_mode()
 def accumulate_views(view_fn, inputs, size, keys, flip=True, stride=4, hr_stride=16, num_classes=None,
-                     background=False, combine=normalise_max):
+                     background=False, combine=normalise_max, activation=None):
     """Per-image maps of a batch of equal-size images, summed over scales and flips.
 
     ``view_fn(x, labels) -> maps (N, C [+1], h, w)`` turns a batch of views (each image at one
@@ -96,6 +96,8 @@ def accumulate_views(view_fn, inputs, size, keys, flip=True, stride=4, hr_stride
     (H, W); ``keys``: one sequence of present class indices per image. The flipped half is
     flipped back and added; the present classes (and background) are upsampled to the stride-4
     size and the image size and summed over scales; ``combine`` finishes each (K, h, w) sum.
+    ``activation`` (e.g. ReLU, for AEFT's raw maps) applies to every view after its upsampling;
+    the flipped views are then upsampled on their own instead of added to their originals first.
 
     Returns one dict per image: ``cam`` (K, ceil(H/stride), ceil(W/stride)), ``hr_cam``
     (K, H, W), and with ``background`` also ``cam_bg`` / ``hr_cam_bg`` (one map each).
@@ -115,18 +117,21 @@ def accumulate_views(view_fn, inputs, size, keys, flip=True, stride=4, hr_stride
             raise ConfigError(f"the CAM method returned {a.shape[1]} channels, expected {num_classes} classes"
                               + (" + a background channel" if background else ""),
                               fix="its view_maps must return C (or, with background = True, 1 + C) channels")
-        if flip:
-            a = a[:n] + a[n:].flip(-1)
+        views = [a[:n], a[n:].flip(-1)] if flip else [a]
+        if activation is None and flip:  # upsampling is linear: add the flips first
+            views = [views[0] + views[1]]
+        act = activation or (lambda m: m)
         if cams is None:  # accumulators live where view_fn computes
             keys = _key_tensors(keys, a.device, background)
             cams = [a.new_zeros((len(k), *st_size)) for k in keys]
             hrs = [a.new_zeros((len(k), h, w)) for k in keys]
-        for b in range(n):
-            if len(keys[b]) == 0:
-                continue
-            ab = a[b:b + 1, keys[b]]
-            cams[b] += F.interpolate(ab, st_size, mode="bilinear", align_corners=False)[0]
-            hrs[b] += F.interpolate(ab, up_size, mode="bilinear", align_corners=False)[0, :, :h, :w]
+        for v in views:
+            for b in range(n):
+                if len(keys[b]) == 0:
+                    continue
+                ab = v[b:b + 1, keys[b]]
+                cams[b] += act(F.interpolate(ab, st_size, mode="bilinear", align_corners=False))[0]
+                hrs[b] += act(F.interpolate(ab, up_size, mode="bilinear", align_corners=False))[0, :, :h, :w]
     out = []
     for c, r in zip(cams, hrs):
         c, r = combine(c), combine(r)

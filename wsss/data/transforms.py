@@ -214,15 +214,21 @@ def adjust_hue(img, shift):
 
 
 class ColorJitter:
-    """torchvision-style colour jitter in numpy/cv2: factors in [1-b, 1+b], hue shift in [-h, h], random order."""
+    """torchvision-style colour jitter in numpy/cv2: factors in [1-b, 1+b], hue shift in [-h, h], random order;
+    applied with probability ``p`` (torchvision's ``RandomApply``, AEFT: 0.8; 1 draws no extra number)."""
 
-    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0):
+    def __init__(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0, p=1.0):
         if not 0 <= hue <= 0.5:
             raise ConfigError(f"ColorJitter hue must be in [0, 0.5], got {hue}")
+        if not 0 <= p <= 1:
+            raise ConfigError(f"ColorJitter p must be in [0, 1], got {p}")
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        self.p = float(p)
 
     def __call__(self, sample):
         _require_uint8(sample["image"], "ColorJitter")
+        if self.p < 1 and random.random() >= self.p:
+            return sample
         ops = []
         for amount, fn in ((self.brightness, adjust_brightness), (self.contrast, adjust_contrast),
                            (self.saturation, adjust_saturation)):

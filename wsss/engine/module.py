@@ -55,7 +55,8 @@ class TaskModule(nn.Module):
       (their ``state_dict`` prefixes in the checkpoint, e.g. ``net.`` -> ``net.backbone.``);
     - :meth:`training_step` computes the losses, :meth:`param_groups` groups the parameters;
     - hooks called by the engine: :meth:`on_train_start`, :meth:`on_epoch_start`,
-      :meth:`on_epoch_end`, and :meth:`epoch_batch_size` for per-epoch batch sizes.
+      :meth:`on_epoch_end`, :meth:`epoch_batch_size` for per-epoch batch sizes and
+      :meth:`lr_schedule_steps` for the length of the poly schedule.
 
     The trainer calls the module itself (``task(batch, ctx)``) so that DDP sees the forward
     pass; :meth:`forward` dispatches to :meth:`training_step`.
@@ -149,6 +150,13 @@ class TaskModule(nn.Module):
         """The effective batch size of ``epoch`` (default: ``train.batch_size`` throughout).
         The engine rebuilds its loader when it changes and counts ``max_step`` over all epochs."""
         return batch_size
+
+    def lr_schedule_steps(self, epoch_steps):
+        """The ``max_step`` of the poly learning-rate schedule, given the optimizer steps of each
+        epoch (default: their sum, so the lr reaches 0 at the last step). A reference whose
+        schedule counts other steps (AEFT's, as if every epoch ran at its first phase's batch)
+        returns its own count; ``ctx.max_step`` and ``ctx.progress`` still count the real steps."""
+        return sum(epoch_steps)
 
     def forward(self, batch, ctx):
         return self.training_step(batch, ctx)

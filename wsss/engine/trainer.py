@@ -20,7 +20,8 @@
   ``on_epoch_start(ctx)``, ``on_epoch_end(ctx)`` (before the epoch's checkpoint); ``ctx.log``
   writes a record to ``metrics.jsonl`` and the loggers. ``task.epoch_batch_size(epoch, train.batch_size)`` may change the batch
   at epoch boundaries (phases): the loader is rebuilt for each micro-batch size and ``max_step``
-  sums the steps of every epoch, so poly schedules and resume stay exact across phases.
+  sums the steps of every epoch, so poly schedules and resume stay exact across phases;
+  ``task.lr_schedule_steps(epoch_steps)`` (default: that sum) is the poly schedule's length.
 - ``train.loggers`` (e.g. ``[tensorboard]``) mirror ``metrics.jsonl`` to optional loggers
   (:mod:`wsss.engine.loggers`).
 - AMP (``train.amp``: ``bf16``/``fp16``) and ``channels_last`` apply on CUDA only.
@@ -159,6 +160,10 @@ class Trainer:
         self.micro_batches, self.epoch_steps = self._phases()
         self.micro_batch, self.steps_per_epoch = self.micro_batches[0], self.epoch_steps[0]
         self.max_step = sum(self.epoch_steps)
+        self.poly_steps = self.task.lr_schedule_steps(list(self.epoch_steps))
+        if not isinstance(self.poly_steps, int) or self.poly_steps < 1:
+            raise ConfigError(f"{type(task).__name__}.lr_schedule_steps returned {self.poly_steps!r}",
+                              fix="return a positive number of optimizer steps")
 
         groups = self.task.param_groups()
         self.optimizers = {name: build_optimizer(name, g, optimizer_settings(t, name)) for name, g in groups.items()}
@@ -289,7 +294,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=1.0, leave=False)
         for i in bar:
             for opt in self.optimizers.values():
-                set_poly_lr(opt, self.step, self.max_step, t["poly_power"])
+                set_poly_lr(opt, self.step, self.poly_steps, t["poly_power"])
                 opt.zero_grad(set_to_none=True)
             step_vals = {}
             for micro in range(accumulate):

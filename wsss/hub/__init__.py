@@ -65,6 +65,7 @@ class Artefact:
     container: str
     status: str
     filename: str = None
+    member: str = None
     dataset: str = None
     classes: int = None
     arch: str = None

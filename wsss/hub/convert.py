@@ -43,13 +43,16 @@ _SHOWN = 6
 class Converter:
     """``task``: the stage (:func:`wsss.stage.stage_task`); ``wrap``: the task's network prefix; ``renames``: ordered
     ``(old prefix, new prefix)`` pairs for the non-backbone keys (the first match wins);
-    ``trunk``: a fixed backbone prefix instead of the era rule; ``add``: extra entries."""
+    ``trunk``: a fixed backbone prefix instead of the era rule; ``add``: extra entries; ``drop``:
+    prefixes of released keys the toolkit network does not have and that are dropped on purpose
+    (listed in the report, e.g. AEFT's unused ``bn8``)."""
 
     task: str
     wrap: str
     renames: tuple = ()
     trunk: str = None
     add: dict = field(default_factory=dict)
+    drop: tuple = ()
     note: str = ""
 
 
@@ -93,6 +96,18 @@ CONVERTERS.register("pnoc-poolnet")(Converter(
 CONVERTERS.register("psa-res38-cls")(Converter(
     task="cam", wrap="net.", renames=(("fc8.weight", "head.weight"),),
     note="psa res38_cls.pth (VOC CAM classifier, relu(fc8(conv6))) -> method cam on resnet38d"))
+CONVERTERS.register("icam-cam")(Converter(
+    task="cam", wrap="net.",
+    renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."), ("f9.", "pcm.f9.")),
+    note="ICAM cam.pth (ResNet-38d, fc8 with background, SEAM's PCM f8_3/f8_4/f9) -> method icam"))
+CONVERTERS.register("cpn")(Converter(
+    task="cam", wrap="net.", renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."),
+                                      ("f9.", "pcm.f9."), ("f10.", "f10.")),
+    note="CPN.pth (ResNet-38d + fc8 with background, PCM / PRCM heads f8_3, f8_4, f9, f10) -> method cpn"))
+CONVERTERS.register("aeft-cam")(Converter(
+    task="cam", wrap="net.", renames=(("fc8.", "fc8."), ("fc9.", "fc9."), ("gconv", "gpp.gconv")), drop=("bn8.",),
+    note="AEFT-GPP net_main (ResNet-38d, fc8 -> ReLU -> fc9, GPP gates gconv1..3) -> method aeft; bn8 is "
+         "defined but unused in the reference's forward: dropped"))
 CONVERTERS.register("icam-deeplabv1")(Converter(
     task="segmentation", wrap="model.",
     renames=(("conv_fov.", "head.fov.0."), ("bn_fov.", "head.fov.1."), ("conv_fov2.", "head.fov2.0."),
@@ -143,6 +158,9 @@ def convert_state(conv, state, family, path=None):
     out = {f"{conv.wrap}backbone.{k}": v for k, v in trunk.items() if k.split(".")[0] not in own}
     unknown = []
     for k, v in heads.items():
+        if k.startswith(conv.drop):  # an empty tuple matches nothing
+            dropped.append(k)
+            continue
         old = next((o for o, _ in conv.renames if k.startswith(o)), None)
         if old is None:
             unknown.append(k)
@@ -177,6 +195,30 @@ def fit_to(task, state, path=None):
     return state
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt")
+
+
+def checkpoint_file(art, src):
+    """``src`` itself, or for a folder (an unpacked archive, a Drive folder) the one file in it
+    that matches ``art.member``, or, without a member pattern, its one checkpoint file (``.pth``,
+    ``.pt``, ...; AEFT's Drive folder); none or several is an error."""
+    src = Path(src)
+    if not src.is_dir():
+        return src
+    if art.member:
+        hits = sorted(p for p in src.glob(art.member) if p.is_file())
+        what = f"files match {art.member!r}"
+    else:
+        hits = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix in CHECKPOINT_SUFFIXES)
+        what = f"checkpoint files ({', '.join(CHECKPOINT_SUFFIXES)})"
+    if len(hits) != 1:
+        found = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.suffix in CHECKPOINT_SUFFIXES)
+        raise CheckpointError(f"{art.name}: {len(hits)} {what} in the folder "
+                              f"(checkpoint files there: {_few(found) or 'none'})", path=src,
+                              fix="pass the checkpoint file itself: tools/download.py NAME --from FILE")
+    return hits[0]
+
+
 def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     """Convert the downloaded file ``src`` of artefact ``art`` into the experiment folder
     ``exp`` (module docstring); returns a report dict. An existing ``exp`` is kept unless
@@ -189,6 +231,7 @@ def convert(art, src, exp, overwrite=False, root=REPO_ROOT):
     if (exp / "checkpoints" / "last.pth").is_file() and not overwrite:
         return json.loads((exp / "source.json").read_text()) if (exp / "source.json").is_file() else {}
     conv = CONVERTERS.get(art.converter)
+    src = checkpoint_file(art, src)
     cfg = experiment_config(art, root)
     task = build_task(conv.task, cfg, art.classes, meta=True)
     family = task.get_submodule(conv.wrap + "backbone").checkpoint_family

@@ -5,8 +5,11 @@ Each row of ``tables.yaml`` names a stage (registry :data:`STAGES`) that turns t
 toolkit commands to run (``tools/infer_cam.py``, ``infer_saliency.py``, ``infer_rw.py``,
 ``infer_seg.py``, then ``tools/evaluate.py --out <row>/eval.json``). The protocol is the
 published one: CAMs and saliency on the training split with the best background threshold of
-the sweep (``--mode cam`` / ``saliency``), pseudo masks on train and segmentation on val
-as index PNGs (dCRF as the configs say), VOC test as PNGs for the evaluation server. Rows whose
+the sweep (``--mode cam`` / ``saliency``; a method config's ``infer.thresholds`` replaces the
+toolkit's range, e.g. CPN's 0.20-0.59 on its halved maps), pseudo masks on train and segmentation
+on val as index PNGs (dCRF as the configs say), VOC test as PNGs for the evaluation server; a
+table with ``contour: true`` (ICAM's) also scores the contour F-score. CAM files that store their
+method's background (ICAM) are scored against it, as that method's protocol. Rows whose
 network has no wsss module (``module pending``) or whose computation differs (``does not
 reproduce``) are not run; the table says so.
 """
@@ -57,14 +60,17 @@ class Context:
     python: str = sys.executable
     workers: int = 4
     overrides: tuple = ()
+    contour: bool = False  # also score the contour F-score (tables with ``contour: true``)
     done: dict = field(default_factory=dict)  # row id -> Plan (for rows that reuse outputs)
 
     def tool(self, name, *args):
         return [self.python, str(TOOLS / f"{name}.py"), *map(str, args)]
 
-    def evaluate(self, split, pred, mode, result):
+    def evaluate(self, split, pred, mode, result, thresholds=None):
+        sweep = ("--thresholds", thresholds) if thresholds else ()
         return self.tool("evaluate", "--data", self.data, "--split", split, "--pred", pred, "--mode", mode,
-                         "--no-contour", "--workers", self.workers, "--out", result)
+                         *sweep, *(() if self.contour else ("--no-contour",)), "--workers", self.workers,
+                         "--out", result)
 
     def experiment(self, art):
         return self.exp_root / art.name
@@ -83,9 +89,10 @@ def _converted(ctx, art, row):
 def _cam(ctx, row, art):
     plan = _converted(ctx, art, row)
     cams = row_dir(ctx, row) / "cams"
+    own = (experiment_config(art).get("infer") or {}).get("thresholds")  # the method's own sweep (CPN)
     plan.commands = [ctx.tool("infer_cam", "--exp", plan.convert[1], "--split", row["split"], "--data", ctx.data,
                               "--out", cams, *ctx.overrides),
-                     ctx.evaluate(row["split"], cams, "cam", plan.result)]
+                     ctx.evaluate(row["split"], cams, "cam", plan.result, own)]
     plan.outputs["cams"] = cams
     return plan
 

@@ -65,6 +65,7 @@ class EvalJob:
     gt: object  # DatasetGT / DirectoryGT: ids, class_names (bg first), path(id), load(id)
     pred_dir: Path
     thresholds: list = field(default_factory=list)  # cam mode
+    stored_background: bool = True  # cam mode: score files that store one against their background map
     contour: bool = True
     contour_definition: str = "icam"
     workers: int = 1
@@ -191,13 +192,22 @@ def _mixed_background(path):
                      fix="re-run tools/infer_cam.py for the whole split with one method")
 
 
+def _load_cam(job, path, stored):
+    """A CAM file; ``stored``: whether this pass scores against stored background maps. Files of
+    a sweep drop a stored map when the job ignores them (``stored_background=False``)."""
+    cam = load_cam(path, fields=("hr_cam", "hr_cam_bg"))  # the stride-4 maps are not scored
+    if not stored and not job.stored_background:
+        cam.pop("cam_bg", None), cam.pop("hr_cam_bg", None)
+    if stored != ("hr_cam_bg" in cam):
+        raise _mixed_background(path)
+    return cam
+
+
 def _cam_labels(job, image_id, threshold=None):
     """(label map of a CAM file at ``threshold``, or against its stored background when
     ``threshold`` is None, its path)."""
     path = find_cam(job.pred_dir, image_id)
-    cam = load_cam(path)
-    if (threshold is None) != ("hr_cam_bg" in cam):
-        raise _mixed_background(path)
+    cam = _load_cam(job, path, stored=threshold is None)
     try:
         return cam_to_labels(cam, threshold), path
     except ValueError as e:
@@ -211,6 +221,7 @@ def evaluate_cam_background(job):
 
     result = evaluate_label_maps(job, predict, "evaluate cam (stored background)")[1]
     result["background"] = "stored in the CAM files (no threshold)"
+    result["protocol"] = "stored-background"
     return result
 
 
@@ -220,12 +231,13 @@ def evaluate_cam(job):
 
     The contour F-score (needs the label maps) is computed in a second pass at the best threshold.
     Files that store a background map (``hr_cam_bg``) are scored against it instead, without a
-    sweep (:func:`evaluate_cam_background`).
+    sweep (:func:`evaluate_cam_background`), unless ``job.stored_background`` is False (then
+    their foreground channels are swept like any other). ``protocol`` says which was used.
     """
     ids = job.gt.ids
     fix = "run tools/infer_cam.py for this split, or fix --pred"
     check_predictions(ids, job.pred_dir, find_cam, "CAM files (.npz/.npy)", fix)
-    if "hr_cam_bg" in load_cam(find_cam(job.pred_dir, ids[0])):
+    if job.stored_background and "hr_cam_bg" in load_cam(find_cam(job.pred_dir, ids[0])):
         return evaluate_cam_background(job)
     thresholds = sorted(job.thresholds)
     if not thresholds:
@@ -234,9 +246,7 @@ def evaluate_cam(job):
     def sweep(image_id):
         gt = job.gt.load(image_id)
         path = find_cam(job.pred_dir, image_id)
-        cam = load_cam(path, fields=("hr_cam", "hr_cam_bg"))  # the stride-4 maps are not scored
-        if "hr_cam_bg" in cam:
-            raise _mixed_background(path)
+        cam = _load_cam(job, path, stored=False)
         try:
             return {"conf": sweep_confusions(gt, cam, thresholds, job.num_classes)}
         except ValueError as e:
@@ -244,6 +254,7 @@ def evaluate_cam(job):
 
     confs = accumulate(sweep, ids, job.workers, "evaluate cam", job.progress)["conf"]
     result = sweep_result(confs, thresholds, job.gt.class_names)
+    result["protocol"] = "sweep"
     best, t_best = thresholds.index(result["threshold"]), result["threshold"]
     result["contour_f"] = None
     if job.contour:
