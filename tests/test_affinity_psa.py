@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from wsss.affinity import AFFINITY_TASKS
 from wsss.affinity.net import AffinityTask
 from wsss.affinity.pairs import PairIndex, search_offsets
-from wsss.affinity.psa import (PsaAffinityTask, build_psa_net, from_psa_state_dict,
-                               grid_feature_affinities, labels_at_grid, load_psa_weights, pair_affinities)
+from wsss.affinity.psa import (PsaAffinityTask, build_psa_net, grid_feature_affinities, labels_at_grid,
+                               pair_affinities)
 from wsss.affinity.random_walk import RW_PRESETS
 from wsss.engine import StepContext
 from wsss.errors import CheckpointError, ConfigError, DataError
@@ -314,33 +314,27 @@ def psa_resnet38_aff_shapes():
 
 @pytest.mark.filterwarnings("ignore:for backbone")  # meta tensors: keys and shapes only
 def test_psa_res38_aff_checkpoint_loads_strictly():
-    shapes = psa_resnet38_aff_shapes()
+    """psa's res38_aff.pth layout through the hub's converter into the task of its registry entry
+    (configs/voc/affinity_psa.yaml): every key placed, shapes checked, nothing left over."""
+    from wsss import hub
+    from wsss.hub.convert import CONVERTERS, build_task, convert_state, experiment_config, fit_to
+
+    art = hub.get("psa/voc/res38-aff")
+    conv = CONVERTERS.get(art.converter)
+    task = build_task(conv.task, experiment_config(art), art.classes, meta=True)
+    assert isinstance(task, PsaAffinityTask)
     with torch.device("meta"):
-        net = build_psa_net({"model": {"backbone": "resnet38d", "output_stride": 8}})
-        state = {k: torch.empty(s) for k, s in shapes.items()}
-    load_psa_weights(net, state)  # keys and shapes only (meta tensors hold no values)
-    mapped = from_psa_state_dict({f"module.{k}": v for k, v in state.items()})  # DataParallel prefix too
-    assert "f9.weight" in mapped and "backbone.b7.conv_branch1.weight" in mapped
+        state = {k: torch.empty(s) for k, s in psa_resnet38_aff_shapes().items()}
+    mapped = fit_to(task, convert_state(conv, {f"module.{k}": v for k, v in state.items()}, "resnet38d")[0])
+    assert "net.f9.weight" in mapped and "net.backbone.b7.conv_branch1.weight" in mapped
+    task.load_state_dict(mapped, strict=True, assign=True)
     broken = dict(state)
     broken["f8_5.weight"] = torch.empty(256, 2048, 1, 1, device="meta")
     with pytest.raises(CheckpointError, match="f8_5.weight"):
-        load_psa_weights(net, broken)
+        fit_to(task, convert_state(conv, broken, "resnet38d")[0])
     del broken["f8_5.weight"]
     with pytest.raises(CheckpointError, match="missing"):
-        load_psa_weights(net, broken)
-
-
-def test_psa_named_weights_load_with_their_values(tmp_path):
-    net = tiny_net(0)
-    torch.manual_seed(9)
-    psa_style = {(k[len("backbone."):] if k.startswith("backbone.") else k): torch.randn_like(v.float()).to(v.dtype)
-                 for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
-    torch.save(psa_style, tmp_path / "aff.pth")
-    other = tiny_net(1)
-    load_psa_weights(other, tmp_path / "aff.pth")
-    for k, v in other.state_dict().items():
-        if not k.endswith("num_batches_tracked"):
-            assert torch.equal(v, psa_style[k[len("backbone."):] if k.startswith("backbone.") else k])
+        fit_to(task, convert_state(conv, broken, "resnet38d")[0])
 
 
 def test_init_from_a_converted_cam_classifier(tmp_path):

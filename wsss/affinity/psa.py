@@ -43,7 +43,8 @@ class PsaAffinityNet(nn.Module):
     """Backbone + psa's feature head; ``forward(x)`` -> features (B, 448, H/s, W/s).
 
     Parameters are ``backbone.*`` and psa's ``f8_3``, ``f8_4``, ``f8_5``, ``f9``, so psa's
-    ``res38_aff.pth`` loads strictly after :func:`from_psa_state_dict`.
+    ``res38_aff.pth`` converts by the hub (``tools/download.py psa/voc/res38-aff``, converter
+    ``psa-res38-aff``) and loads strictly.
     """
 
     def __init__(self, backbone, taps=None, widths=(64, 128, 256), out_channels=448, frozen_prefixes=()):
@@ -148,16 +149,6 @@ def labels_at_grid(mask, stride=8):
     return mask[..., stride // 2::stride, stride // 2::stride]
 
 
-def from_psa_state_dict(state):
-    """psa / ICAM / AEFT ``resnet38_aff`` state dict -> :class:`PsaAffinityNet` keys: the head's
-    ``f8_*``/``f9`` as they are, every trunk key under ``backbone.``; ``module.`` stripped."""
-    out = {}
-    for k, v in state.items():
-        k = k[len("module."):] if k.startswith("module.") else k
-        out[k if k.split(".")[0] in HEAD_NAMES + ("f9",) else f"backbone.{k}"] = v
-    return out
-
-
 def build_psa_net(cfg, load_backbone=True):
     """:class:`PsaAffinityNet` from a config's ``model`` section: ``backbone``, ``output_stride``,
     ``norm_mode`` (psa: frozen_affine), ``weights`` (ImageNet), ``backbone_kwargs``,
@@ -226,17 +217,3 @@ class PsaAffinityTask(AffinityTask):
         return [(upsample_walk(rw, size, stride=net.stride).cpu().numpy(),
                  upsample_walk(rw, ((size[0] + 3) // 4, (size[1] + 3) // 4), stride=net.stride // 4).cpu().numpy())
                 for rw, size in zip(rws, sizes)]
-
-
-def load_psa_weights(net, source, path=None):
-    """Load psa's / ICAM's / AEFT's ``resnet38_aff`` weights (a path or a state dict) into
-    :class:`PsaAffinityNet` strictly: every key and shape must match after
-    :func:`from_psa_state_dict` (only BatchNorm's ``num_batches_tracked`` may be absent)."""
-    from ..backbones.weights import check_state_dict, read_checkpoint
-
-    if not isinstance(source, dict):
-        path, source = source, read_checkpoint(source)[0]
-    state = from_psa_state_dict(source)
-    check_state_dict(net, state, path, name="psa AffinityNet")
-    net.load_state_dict(state, strict=True)
-    return net
