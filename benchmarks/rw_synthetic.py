@@ -1,4 +1,5 @@
-"""Random-walk stage on the built-in synthetic benchmark: pseudo masks against the CAMs they start from.
+"""Random-walk stage on the built-in synthetic benchmark: pseudo masks against the CAMs they start from,
+with IRN's AffinityNet and with psa's.
 
     python benchmarks/rw_synthetic.py --data data/synthetic --work experiments/demo \
         --out benchmarks/results/rw_synthetic.json
@@ -13,7 +14,14 @@ walked scores at their best thresholds (``--mode cam``), the pseudo masks as the
 the CAMs at their best threshold through the same label CRF (``tools/make_pseudo_masks.py``),
 which separates the walk's share from the CRF's. With ``--gt-upper-bound`` the same AffinityNet
 is also trained on the ground-truth masks as affinity labels (an oracle: not a weakly
-supervised result) and walks the same CAMs. Everything goes into ``--out`` (JSON, atomic).
+supervised result) and walks the same CAMs.
+
+psa's AffinityNet (unless ``--no-psa``): ``AFFINITY=psa runners/3-rw.sh`` on the
+same affinity labels (``LABELS``) and the same CAMs: psa's network (configs/synthetic/affinity_psa.yaml)
+and psa's walk (background ``(1 - max)^alpha`` walked with the classes, argmax); its walked scores
+at their best threshold, and, like for like with IRN's row, the pseudo masks at that threshold
+through the same label CRF; ``--psa-logt`` adds walks of the same network at other logt.
+Everything goes into ``--out`` (JSON, atomic).
 """
 
 import argparse
@@ -41,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--saliency", default="ccamh", choices=["ccamh", "poolnet"],
                    help="affinity-label saliency: C2AM-H activations (the demo's) or PoolNet maps")
     p.add_argument("--gt-upper-bound", action="store_true", help="also train AffinityNet on ground-truth labels")
+    p.add_argument("--no-psa", action="store_true", help="IRN's AffinityNet only")
+    p.add_argument("--psa-logt", type=int, nargs="*", default=[], help="extra logt values for psa's walk")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/rw_synthetic.json"))
     return p.parse_args(argv)
 
@@ -48,6 +58,36 @@ def parse_args(argv=None):
 def score(path):
     r = json.loads(Path(path).read_text())
     return {"miou": round(r["miou"], 2), "threshold": r.get("threshold")}
+
+
+def psa_results(args, work, data, env, cams, crf):
+    """psa's network on IRN's labels: runner 3 (psa's walk -> masks), then its walked scores swept,
+    the masks at the swept threshold through the label CRF, and walks at other logt."""
+    py, rw, split = sys.executable, work / "synthetic_rw_psa", args.split
+    sh(["bash", "runners/3-rw.sh"], env={**env, "AFFINITY": "psa", "LABELS": str(work / "synthetic_rw" / "aff_labels")})
+    infer = yaml.safe_load((rw / "pseudo" / split / "config.yaml").read_text())["infer"]  # with the preset
+    out = {f"psa: pseudo masks (psa's walk: logt {infer['logt']}, background (1 - max)^{infer['bg_alpha']}, argmax)":
+           score(rw / f"eval_rw_{split}.json")}
+    for logt in [None, *args.psa_logt]:
+        tag = "" if logt is None else f"_logt{logt}"
+        over = [] if logt is None else [f"infer.logt={logt}"]
+        scores = rw / f"rw{tag}" / split
+        sh([py, "tools/infer_rw.py", "--exp", rw, "--split", split, "--data", data, "--cams", cams, "--save-rw",
+            scores, "--scores-only", *over])
+        sh([py, "tools/evaluate.py", "--data", data, "--split", split, "--pred", scores, "--mode", "cam",
+            "--no-contour", "--out", rw / f"eval_rwscores{tag}_{split}.json"])
+        walked = score(rw / f"eval_rwscores{tag}_{split}.json")
+        label = "psa: walked scores (best threshold, no CRF)" + ("" if logt is None else f", logt {logt}")
+        out[label] = walked
+        if logt is None:
+            masks = rw / "pseudo_threshold_crf" / split
+            sh([py, "tools/make_pseudo_masks.py", "--data", data, "--split", split, "--scores", scores, "--out", masks,
+                "--threshold", str(walked["threshold"]), "--crf", crf, "--workers", "2"])
+            sh([py, "tools/evaluate.py", "--data", data, "--split", split, "--pred", masks, "--mode", "png",
+                "--no-contour", "--out", rw / f"eval_rw_threshold_crf_{split}.json"])
+            out["psa: pseudo masks (walked scores at that threshold + the same label CRF)"] = score(
+                rw / f"eval_rw_threshold_crf_{split}.json")
+    return out
 
 
 def main(argv=None):
@@ -74,6 +114,10 @@ def main(argv=None):
         "--no-contour", "--out", rw / f"eval_control_{args.split}.json"])
     results["control: CAMs (best threshold) + the same label CRF, no walk"] = score(
         rw / f"eval_control_{args.split}.json")
+    if not args.no_psa:
+        start = time.perf_counter()
+        results.update(psa_results(args, work, data, env, cams, crf))
+        wall_psa = time.perf_counter() - start
     if args.gt_upper_bound:
         gt = work / "synthetic_rw_gt_labels"
         init = [f"model.backbone_init={work / 'synthetic_pnoc/checkpoints/last.pth'}",
@@ -100,9 +144,11 @@ def main(argv=None):
         "saliency": f"affinity labels from {sal}",
         **run_record(),
     }
+    if not args.no_psa:
+        out.update(psa_config="configs/synthetic/affinity_psa.yaml", psa_wall_seconds_this_call=round(wall_psa, 1))
     write_json(args.out, out)
     for k, v in results.items():
-        print(f"{k:<58s} mIoU {v['miou']:6.2f}")
+        print(f"{k:<78s} mIoU {v['miou']:6.2f}")
     print(f"-> {args.out}")
     return 0
 

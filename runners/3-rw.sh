@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Stage 3, random walk: affinity labels from the stage-1 CAMs (+ the stage-2 saliency when it is
-# there), AffinityNet (IRN boundary head on a frozen backbone), pseudo masks by the sparse random
-# walk; the pseudo masks are scored against the ground truth next to the CAMs they came from.
+# there), AffinityNet (IRN boundary head on a frozen backbone, or psa's), pseudo masks by the sparse
+# random walk; the pseudo masks are scored against the ground truth next to the CAMs they came from.
 #
 #   bash runners/3-rw.sh                                        # synthetic benchmark on the CPU
+#   AFFINITY=psa bash runners/3-rw.sh                           # psa's AffinityNet and walk
 #   DATASET=voc DATA_ROOT=/data/VOC2012 PRIORS=experiments/voc_pnoc \
 #     SALIENCY=experiments/voc_poolnet/saliency/train_aug GPUS=4 WORKERS=16 bash runners/3-rw.sh
 #
 # Environment (defaults in brackets):
 #   DATASET      synthetic | voc | coco                                   [synthetic]
-#   CONFIG       the stage's config (CPN's IRN recipe: configs/voc/affinity_cpn.yaml)  [configs/$DATASET/affinity.yaml]
+#   AFFINITY     the recipe: irn = configs/$DATASET/affinity.yaml, else configs/$DATASET/affinity_$AFFINITY.yaml:
+#                psa (psa's network), icam, aeft (psa's network; voc, coco), cpn (CPN's IRN recipe; voc)  [irn]
+#   CONFIG       another config file                                      [as AFFINITY says]
 #   DATA_ROOT    dataset root                                             [data/$DATASET]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   WORKERS      CRF processes (affinity labels, pseudo-mask CRF)          [2]
@@ -17,7 +20,9 @@
 #   PRIORS       stage-1 experiment (cams/<split>, checkpoints/)          [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
 #   SALIENCY     saliency maps of the training split; unset: stage 2's PoolNet maps if present,
 #                else the saliency-free rule (method.labels_fallback)
-#   EXP          this stage's folder                                      [$EXP_ROOT/${DATASET}_rw]
+#   EXP          this stage's folder                    [$EXP_ROOT/${DATASET}_rw, or ${DATASET}_rw_$AFFINITY]
+#   LABELS       affinity-label folder (made there unless complete; share it between recipes
+#                that use the same label rule)                            [$EXP/aff_labels]
 #   TRAIN_SPLIT  split of the labels, the training and the pseudo masks  [the config's data.train_split]
 #   EVAL_SPLITS  splits whose pseudo masks are scored (must be in TRAIN_SPLIT or get CAMs)  [train]
 #   RW_THRESHOLD background score of the pseudo masks, or "best" = the best threshold of a sweep of
@@ -28,7 +33,7 @@
 #                else CAM_THRESHOLD), for methods whose inference is their post-processing (SP-CAM's
 #                superpixel walk)                                         [none for METHOD=spcam, else rw]
 #   CAM_THRESHOLD  POSTPROCESS=none: background score for CAM files without a stored background
-# Outputs: $EXP/aff_labels, $EXP (checkpoints), $EXP/pseudo/<split> (index PNGs for stage 4);
+# Outputs: $LABELS, $EXP (checkpoints), $EXP/pseudo/<split> (index PNGs for stage 4);
 # with RW_THRESHOLD=best also $EXP/rw/<split> (walked scores), eval_rwscores_<split>.json, threshold.txt.
 # Reruns skip finished work; OVERWRITE=1 redoes everything.
 set -euo pipefail
@@ -40,11 +45,19 @@ GPUS=${GPUS:-0}
 WORKERS=${WORKERS:-2}
 EXP_ROOT=${EXP_ROOT:-experiments}
 PRIORS=${PRIORS:-$EXP_ROOT/${DATASET}_${METHOD:-pnoc}}
-EXP=${EXP:-$EXP_ROOT/${DATASET}_rw}
+AFFINITY=${AFFINITY:-irn}
+if [ "$AFFINITY" = irn ]; then
+  CONFIG=${CONFIG:-configs/$DATASET/affinity.yaml}
+  EXP=${EXP:-$EXP_ROOT/${DATASET}_rw}
+else
+  CONFIG=${CONFIG:-configs/$DATASET/affinity_$AFFINITY.yaml}
+  EXP=${EXP:-$EXP_ROOT/${DATASET}_rw_$AFFINITY}
+fi
+[ -f "$CONFIG" ] || { echo "[3-rw] no config $CONFIG (AFFINITY=$AFFINITY, DATASET=$DATASET)" >&2; exit 2; }
+LABELS=${LABELS:-$EXP/aff_labels}
 EVAL_SPLITS=${EVAL_SPLITS:-train}
 OVERRIDES=${OVERRIDES:-}
 OVERWRITE=${OVERWRITE:-0}
-CONFIG=${CONFIG:-configs/$DATASET/affinity.yaml}
 
 source runners/common.sh
 
@@ -69,12 +82,12 @@ elif [ "$POSTPROCESS" = rw ]; then
   SAL=(); [ -n "$SALIENCY" ] && SAL=(--saliency "$SALIENCY")
   echo "[3-rw] affinity labels of $TRAIN_SPLIT from $CAMS ${SALIENCY:+and $SALIENCY}$([ -n "$SALIENCY" ] || echo "(no saliency)")"
   "$PY" tools/make_affinity_labels.py --config "$CONFIG" --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --cams "$CAMS" \
-    "${SAL[@]}" --out "$EXP/aff_labels" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
+    "${SAL[@]}" --out "$LABELS" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" | tail -n 1
 
   # Without ImageNet weights (synthetic), the frozen backbone is the CAM network's.
   INIT=(); [ "$DATASET" = synthetic ] && INIT=("model.backbone_init=$PRIORS/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
-  echo "[3-rw] train AffinityNet -> $EXP"
-  "${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$EXP/aff_labels" \
+  echo "[3-rw] train AffinityNet ($AFFINITY) -> $EXP"
+  "${LAUNCH[@]}" tools/train_affinity.py --config "$CONFIG" --data "$DATA_ROOT" --labels "$LABELS" \
     --exp "$EXP" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "${INIT[@]}" "${EXTRA[@]}"
 
   # The trained experiment's effective config: $CONFIG with the OVERRIDES given to its training.
@@ -100,7 +113,6 @@ elif [ "$POSTPROCESS" = rw ]; then
       --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}" "${EXTRA[@]}" \
       ${RW_THRESHOLD:+"infer.bg_threshold=$RW_THRESHOLD"}
   fi
-
 else
   echo "[3-rw] unknown POSTPROCESS=$POSTPROCESS (rw | none)" >&2
   exit 2

@@ -9,13 +9,14 @@
 #
 # Environment (defaults in brackets):
 #   DATASET      synthetic | voc | coco                                   [synthetic]
-#   MODEL        deeplabv3plus | deeplabv2 | deeplabv1 (voc)              [deeplabv3plus]
+#   MODEL        deeplabv3plus | deeplabv2 | deeplabv1 (SEAM / ICAM / CPN) [deeplabv3plus]
 #   DATA_ROOT    dataset root                                             [data/$DATASET]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   WORKERS      CRF processes                                            [2]
 #   EXP_ROOT     experiments folder                                       [experiments]
+#   AFFINITY     the stage-3 recipe whose pseudo masks are the default MASKS (runners/3-rw.sh) [irn]
 #   MASKS        pseudo masks of the training split (or "gt": supervised upper bound)
-#                                                      [$EXP_ROOT/${DATASET}_rw/pseudo/<train split>]
+#                             [$EXP_ROOT/${DATASET}_rw/pseudo/<train split>, or ${DATASET}_rw_$AFFINITY/...]
 #   PRIORS       stage-1 experiment; on synthetic (no ImageNet weights) the segmentation backbone
 #                starts from its CAM network (net.backbone.) when $PRIORS/checkpoints/last.pth
 #                exists; its cams/<split> are drawn in the panels     [$EXP_ROOT/${DATASET}_${METHOD:-pnoc}] (runner 1's folder)
@@ -49,7 +50,9 @@ source runners/common.sh
 
 TRAIN_SPLIT=$(config_value "$CONFIG" data.train_split)
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
-MASKS=${MASKS:-$EXP_ROOT/${DATASET}_rw/pseudo/$TRAIN_SPLIT}
+AFFINITY=${AFFINITY:-irn}
+RW_EXP=$EXP_ROOT/${DATASET}_rw; [ "$AFFINITY" = irn ] || RW_EXP=${RW_EXP}_$AFFINITY
+MASKS=${MASKS:-$RW_EXP/pseudo/$TRAIN_SPLIT}
 if [ "$MASKS" != gt ] && [ ! -d "$MASKS" ]; then
   echo "[4-segmentation] no pseudo masks in $MASKS: run runners/3-rw.sh first (or set MASKS)" >&2
   exit 2

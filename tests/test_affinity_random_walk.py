@@ -116,7 +116,12 @@ def test_dense_reference_of_the_benchmark_agrees():
 
 def test_presets_cite_the_published_values():
     assert RW_PRESETS.get("irn") == {"beta": 10, "logt": 8, "radius": 5}
-    assert RW_PRESETS.get("psa") == {"beta": 8, "logt": 8, "radius": 5}
+    walk = ("beta", "logt", "radius", "bg_alpha")
+    assert {k: RW_PRESETS.get("psa")[k] for k in walk} == {"beta": 8, "logt": 8, "radius": 5, "bg_alpha": 16}
+    assert {k: RW_PRESETS.get("icam")[k] for k in walk} == {"beta": 8, "logt": 6, "radius": 5, "bg_alpha": 6}
+    assert {k: RW_PRESETS.get("aeft")[k] for k in walk} == {"beta": 8, "logt": 6, "radius": 5, "bg_alpha": 19}
+    assert RW_PRESETS.get("aeft")["crf"] == {"preset": "psa", "t": 1} and RW_PRESETS.get("aeft")["crf_on"] == "scores"
+    assert RW_PRESETS.get("psa")["crf"] is None and RW_PRESETS.get("psa")["bg_threshold"] is None
 
 
 def test_no_channels_and_shape_mismatch():

@@ -146,3 +146,43 @@ def test_tool_exits_2_with_a_message(tiny):
                         str(tmp / "affinity.yaml"), "--cams", str(tmp / "nope"), "--out", str(tmp / "x")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2 and "CAM folder not found" in r.stderr
+
+
+@pytest.mark.slow
+def test_psa_network_end_to_end(tiny, capsys):
+    """model.affinity=psa through the same tools: training, psa's walk (argmax of the walked
+    background), AEFT's CRF on the walked scores, and a bad crf_on."""
+    tmp, ids = tiny
+    cfg = yaml.safe_load((ROOT / "configs/synthetic/affinity_psa.yaml").read_text())
+    cfg.pop("_base_")
+    cfg["data"] = {"dataset": "auto", "root": str(tmp / "data"), "train_split": "train"}
+    cfg["model"].update(backbone="resnet18", weights=None, backbone_kwargs={"width": 8})
+    cfg["train"].update(epochs=2, batch_size=4, num_workers=0, log_every=1, seed=0)
+    cfg["augment"]["crop"] = 64
+    cfg["method"]["radius"] = 3  # an 8 x 8 grid is too small for radius 5 in training
+    cfg["infer"].update(batch_size=3, num_workers=0)
+    (tmp / "affinity_psa.yaml").write_text(yaml.safe_dump(cfg))
+    make_affinity_labels.main(["--config", str(tmp / "affinity_psa.yaml"), "--cams", str(tmp / "cams"),
+                               "--out", str(tmp / "labels_psa")])
+    assert train_affinity.main(["--config", str(tmp / "affinity_psa.yaml"), "--labels", str(tmp / "labels_psa"),
+                                "--exp", str(tmp / "psa")]) == 0
+    assert "[train_affinity] 8 images, 2 epochs, 4 steps" in capsys.readouterr().out
+    state = __import__("torch").load(tmp / "psa" / "checkpoints" / "last.pth", weights_only=True)["state_dict"]
+    assert {"net.f8_3.weight", "net.f8_4.weight", "net.f8_5.weight", "net.f9.weight"} <= set(state)
+
+    base = ["--exp", str(tmp / "psa"), "--split", "train", "--cams", str(tmp / "cams")]
+    assert infer_rw.main(base + ["--out", str(tmp / "psa_masks"), "--save-rw", str(tmp / "psa_rw")]) == 0
+    out = capsys.readouterr().out
+    assert "8 masks" in out and "beta 8 logt 8 radius 5 bg alpha 16" in out
+    for n, i in enumerate(ids):
+        assert set(np.unique(load_mask(tmp / "psa_masks" / f"{i}.png"))) <= {0, 1 + n % 2}
+        rw = load_cam(tmp / "psa_rw" / f"{i}.npz")
+        assert rw["cam"].shape == (1, 16, 16) and rw["hr_cam"].shape == (1, 64, 64)  # CAM-file contract
+    aeft = base + ["--out", str(tmp / "aeft_masks"), "infer.preset=aeft", "--workers", "2"]
+    assert infer_rw.main(aeft) == 0
+    assert "bg alpha 19, crf {'preset': 'psa', 't': 1}" in capsys.readouterr().out
+    changed = sum(int((load_mask(tmp / "aeft_masks" / f"{i}.png") != load_mask(tmp / "psa_masks" / f"{i}.png")).sum())
+                  for i in ids)
+    assert changed > 0  # another alpha and logt, and the CRF on the scores
+    with pytest.raises(ConfigError, match="crf_on"):
+        infer_rw.main(base + ["--out", str(tmp / "x"), "infer.crf_on=probs"])

@@ -141,6 +141,9 @@ def released(kind, task, era):
         bn8 = fill_(nn.BatchNorm2d(net.fc8.out_channels), seed=9)
         return Holder(**dict(net.backbone.named_children()), fc8=net.fc8, bn8=bn8, fc9=net.fc9,
                       **dict(net.gpp.named_children()))
+    if kind == "psa-res38-aff":  # psa network/resnet38_aff.py: the trunk's own names + f8_3/f8_4/f8_5/f9
+        net = task.net
+        return Holder(**dict(net.backbone.named_children()), **{n: getattr(net, n) for n in ("f8_3", "f8_4", "f8_5", "f9")})
     if kind == "icam-deeplabv1":  # YudeWang's deeplabv1 as ICAM's final.pth
         h = task.model.head
         return Holder(backbone=task.model.backbone, conv_fov=h.fov[0], bn_fov=h.fov[1], conv_fov2=h.fov2[0],
@@ -179,6 +182,7 @@ CASES = [  # (registry name, overrides, era, input size, DataParallel prefix)
     ("pnoc/voc/poolnet", {**SMALL, "model.width": 16}, None, 64, False),
     ("icam/voc/final", {**SMALL, "model.output_stride": 8}, None, 64, False),
     ("psa/voc/res38-cls", {}, None, 16, False),
+    ("psa/voc/res38-aff", {}, None, 16, True),
     ("icam/voc/cam", {}, None, 16, False),
     ("cpn/voc/bundle", {}, None, 16, False),
 ]  # AEFT's CAM net: test_aeft_release_drops_bn8_explicitly_and_keeps_the_gates

@@ -57,6 +57,8 @@ def test_presets_hold_the_published_parameters():
     d = CRF_PRESETS.get("deeplab")
     assert (d.t, d.gauss_sxy, d.gauss_compat, d.bi_sxy, d.bi_srgb, d.bi_compat) == (10, 1, 3, 67, 3, 4)
     assert crf_params("pnoc_rw") == CRFParams(t=1, gt_prob=0.9)
+    v1 = CRF_PRESETS.get("deeplabv1")  # ICAM / SEAM lib/utils/DenseCRF.py
+    assert (v1.t, v1.gauss_sxy, v1.gauss_compat, v1.bi_sxy, v1.bi_srgb, v1.bi_compat) == (1, 3, 3, 32, 13, 10)
     assert crf_params("irn", t=3, gt_prob=None).t == 3
 
 

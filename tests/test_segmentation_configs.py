@@ -18,8 +18,7 @@ HEADS = {"deeplabv1": DeepLabV1Head, "deeplabv2": ASPPv2Head, "deeplabv3plus": D
 
 def test_every_dataset_has_the_configs():
     names = {c.split("configs/")[1] for c in CONFIGS}
-    assert {"voc/deeplabv1.yaml", "voc/deeplabv2.yaml", "voc/deeplabv3plus.yaml", "coco/deeplabv2.yaml",
-            "coco/deeplabv3plus.yaml", "synthetic/deeplabv2.yaml", "synthetic/deeplabv3plus.yaml"} <= names
+    assert {f"{d}/deeplab{m}.yaml" for d in ("voc", "coco", "synthetic") for m in ("v1", "v2", "v3plus")} <= names
 
 
 @pytest.mark.parametrize("path", [c for c in CONFIGS if "/coco/" not in c])  # coco = voc's models
@@ -62,3 +61,20 @@ def test_published_recipes():
     assert (v2["train"]["lr"], v2["train"]["batch_size"], v2["augment"]["crop"], v2["method"]["msc_scales"]) == \
         (2.5e-4, 10, 321, [0.5, 0.75])
     assert load_config("configs/coco/deeplabv3plus.yaml")["train"]["lr"] == 0.004
+
+
+def test_deeplabv1_recipe_of_seam_icam_cpn():
+    """icam.md (d) / YudeWang's seamv1-pseudovoc: trainable BN, SGD 0.9, lr 1e-3, wd 5e-4, 20k
+    iterations at batch 10, crop 448, scale 0.5-1.5, test 0.5-1.75 + flip, 1-iteration CRF 3/3, 32/13/10."""
+    v1 = load_config("configs/voc/deeplabv1.yaml")
+    t = v1["train"]
+    assert (t["lr"], t["momentum"], t["weight_decay"], t["batch_size"], v1["augment"]["crop"]) == \
+        (1e-3, 0.9, 5e-4, 10, 448)
+    assert t["epochs"] == round(20000 * 10 / 10582)  # 20k iterations on train_aug
+    assert v1["model"]["norm_mode"] == "train" and v1["augment"]["resize_long"] == [250, 750]
+    assert v1["infer"]["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and v1["infer"]["flip"]
+    crf = crf_params(**v1["infer"]["crf"])
+    assert (crf.t, crf.gauss_sxy, crf.gauss_compat, crf.bi_sxy, crf.bi_srgb, crf.bi_compat) == (1, 3, 3, 32, 13, 10)
+    coco = load_config("configs/coco/deeplabv1.yaml")
+    assert coco["train"]["epochs"] == round(200000 * 10 / 82783) and coco["data"]["dataset"] == "coco"
+    assert load_config("configs/synthetic/deeplabv1.yaml")["infer"]["crf"] == v1["infer"]["crf"]

@@ -1,10 +1,10 @@
-"""Pseudo masks by the random walk: AffinityNet boundaries + sparse walk of the CAMs.
+"""Pseudo masks by the random walk: AffinityNet affinities + sparse walk of the CAMs.
 
     python tools/infer_rw.py --exp experiments/rw/affinitynet --split train_aug \
         --cams experiments/pnoc/cams/train_aug --out experiments/rw/pseudo/train_aug --workers 8
     torchrun --nproc_per_node=4 tools/infer_rw.py ...     # shards the images over the ranks
 
-Per image (``wsss.affinity``): boundary map of the image and its flip (padded to
+Per image (``wsss.affinity``; the experiment's task, ``method.name: irn``): boundary map of the image and its flip (padded to
 ``infer.pad_size``), stride-4 CAMs times (1 - boundary) (``infer.mask_edge``; off: psa's
 unmasked CAMs), walked by T = column-normalised A^beta
 applied 2^logt times with sparse products (``infer.beta`` / ``logt`` / ``radius``, IRN 10 / 8 /
@@ -17,10 +17,15 @@ as ``<out>/config.yaml``; ``--save-rw DIR`` also writes the walked scores as CAM
 (``keys``, ``cam`` stride 4, ``hr_cam``) for threshold sweeps with tools/evaluate.py;
 ``--scores-only`` writes just those (resumable on them) and leaves the masks to
 tools/make_pseudo_masks.py, for a background threshold picked from that sweep
-(``infer.bg_threshold: best``, resolved by runners/3-rw.sh).
+(``infer.bg_threshold: best``, resolved by runners/3-rw.sh). ``method.name: psa``: psa's
+feature affinities on the stride-8 grid and its pooled image-size CAMs (``wsss.affinity.psa``),
+presets ``psa`` / ``icam`` / ``aeft``; ``infer.crf_on: scores`` (AEFT) runs the CRF on the
+walked scores (unary -log p) instead of on the argmax labels. The registered task provides
+``build_net``, ``walk_cams`` (a CAM file -> the walk input) and ``walk``.
 """
 
 import argparse
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from wsss.affinity.net import build_affinity_net
-from wsss.affinity.random_walk import RW_PRESETS, propagate_batch, upsample_walk
+from wsss.affinity.random_walk import RW_PRESETS
 from wsss.cli import Timer, run_main
 from wsss.config import load_config, save_config
 from wsss.data import build_dataset, detect_dataset
@@ -41,9 +45,12 @@ from wsss.engine.distributed import all_reduce_sum
 from wsss.errors import ConfigError, DataError
 from wsss.postprocess.crf import parallel_map
 from wsss.postprocess.pseudo import foreground_keys, pad_background, pseudo_mask_job
+from wsss.stage import stage_task
 
 INFER_DEFAULTS = {"preset": "irn", "mask_edge": True, "pad_size": 512, "bg_threshold": 0.25, "bg_alpha": None,
-                  "crf": None, "batch_size": 4, "num_workers": 1, "dtype": "float64", "device": "auto"}
+                  "crf": None, "crf_on": "labels", "source_window": False, "batch_size": 4, "num_workers": 1,
+                  "dtype": "float64", "device": "auto"}
+CRF_ON = ("labels", "scores")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -66,8 +73,8 @@ def parse_args(argv=None):
 
 def resolve_config(args):
     cfg = load_config(Path(args.exp) / "config.yaml", args.overrides)
-    infer = {**INFER_DEFAULTS, **(cfg.get("infer") or {})}
-    cfg["infer"] = infer = {**RW_PRESETS.get(infer["preset"]), **infer}
+    own = cfg.get("infer") or {}  # the config's own keys override its preset, which overrides the defaults
+    cfg["infer"] = infer = {**INFER_DEFAULTS, **RW_PRESETS.get(own.get("preset", INFER_DEFAULTS["preset"])), **own}
     if (infer["bg_threshold"] is None) == (infer["bg_alpha"] is None):
         raise ConfigError("set exactly one of infer.bg_threshold (IRN/P-NOC) and infer.bg_alpha (psa)",
                           fix="e.g. infer.bg_alpha=null for the threshold")
@@ -79,6 +86,8 @@ def resolve_config(args):
                               "tools/make_pseudo_masks.py at the threshold of a sweep (runners/3-rw.sh does this)")
     if infer["dtype"] not in DTYPES:
         raise ConfigError(f"infer.dtype={infer['dtype']!r}", fix=f"use one of {', '.join(DTYPES)}")
+    if infer["crf_on"] not in CRF_ON:
+        raise ConfigError(f"infer.crf_on={infer['crf_on']!r}", fix=f"use one of {', '.join(CRF_ON)}")
     if args.data:
         cfg["data"]["root"] = args.data
     if cfg["data"].get("dataset", "auto") == "auto":
@@ -86,19 +95,20 @@ def resolve_config(args):
     return cfg
 
 
-def load_net(cfg, path, device):
-    """AffinityNet with the weights of a train_affinity checkpoint (its ``net.*`` entries)."""
-    net = build_affinity_net(cfg, load_backbone=False)
+def load_net(task, cfg, path, device):
+    """The task's network with the weights of a train_affinity checkpoint (its ``net.*`` entries)."""
+    net = task.build_net(cfg, load_backbone=False)
     state = extract_state_dict(load_checkpoint(path))
     load_weights(net, {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}, strict=True, path=path)
     return net.to(device).eval()
 
 
 class WalkInputs(torch.utils.data.Dataset):
-    """Normalised image, stride-4 CAMs and keys of the selected dataset indices."""
+    """Normalised image, walk input (``prepare(cam, (h, w), path=)``: the task's ``walk_cams``,
+    background channel included) and keys of the selected dataset indices."""
 
-    def __init__(self, dataset, indices, cam_dir):
-        self.dataset, self.indices, self.cam_dir = dataset, list(indices), cam_dir
+    def __init__(self, dataset, indices, cam_dir, prepare):
+        self.dataset, self.indices, self.cam_dir, self.prepare = dataset, list(indices), cam_dir, prepare
         self.transform = build_eval_transform({})
 
     def __len__(self):
@@ -109,28 +119,15 @@ class WalkInputs(torch.utils.data.Dataset):
         sample = self.transform(self.dataset[index])
         path = find_cam(self.cam_dir, sample["id"])
         cam = load_cam(path)
-        h, w = sample["image"].shape[1:]
-        grid = ((h + 3) // 4, (w + 3) // 4)
-        if "cam" in cam:
-            cams = torch.from_numpy(cam["cam"])
-        else:  # P-NOC's fallback: the image-size CAMs resized to the stride-4 grid
-            cams = torch.nn.functional.interpolate(torch.from_numpy(cam["hr_cam"])[None], size=grid,
-                                                   mode="bilinear", align_corners=False)[0]
-        if tuple(cams.shape[1:]) != grid:
-            raise DataError(f"stride-4 CAMs are {tuple(cams.shape[1:])}, expected {grid} for a {h}x{w} image",
-                            path=path, fix="re-run tools/infer_cam.py on this split")
-        keys = foreground_keys(cam["keys"], cams.shape[0], path=path)
-        bg = torch.from_numpy(cam["cam_bg"]).float() if "cam_bg" in cam else None
-        if bg is not None and tuple(bg.shape) != grid:
-            raise DataError(f"cam_bg is {tuple(bg.shape)}, expected {grid}", path=path,
-                            fix="re-run tools/infer_cam.py on this split")
-        return {"index": index, "id": sample["id"], "image": sample["image"], "cams": cams.float(), "keys": keys,
-                "bg": bg, "path": path}
+        keys = foreground_keys(cam["keys"], np.shape(cam.get("hr_cam", cam.get("cam")))[0], path=path)
+        cams = self.prepare(cam, tuple(sample["image"].shape[1:]), path=path)
+        return {"index": index, "id": sample["id"], "image": sample["image"], "cams": cams, "keys": keys,
+                "bg": "cam_bg" in cam or "hr_cam_bg" in cam, "path": path}
 
 
 def stored_background(items):
     """Whether the batch's CAM files store a background map (all or none of them)."""
-    stored = [it["bg"] is not None for it in items]
+    stored = [it["bg"] for it in items]
     if any(stored) and not all(stored):
         raise DataError("some CAM files store a background map (cam_bg) and others do not",
                         path=items[stored.index(False)]["path"], fix="re-run tools/infer_cam.py for the whole split")
@@ -150,22 +147,6 @@ def walked_scores(rw, scores, k, stored_bg):
     return out
 
 
-def walk(net, items, infer, device):
-    """Boundary maps + batched random walk -> per item (image-size scores, stride-4 walk)."""
-    sizes = [tuple(it["image"].shape[1:]) for it in items]
-    hh, ww = max(s[0] for s in sizes), max(s[1] for s in sizes)
-    images = torch.zeros(len(items), 3, hh, ww)
-    for i, it in enumerate(items):
-        images[i, :, :sizes[i][0], :sizes[i][1]] = it["image"]
-    edges = net.edge_map(images.to(device), sizes, pad_size=int(infer["pad_size"]))
-    stored = stored_background(items)  # walked in front of the classes, like psa's power background
-    cams = [torch.cat([it["bg"][None], it["cams"]]) if stored else it["cams"] for it in items]
-    rws = propagate_batch([c.to(device) for c in cams], edges, beta=float(infer["beta"]),
-                          logt=int(infer["logt"]), radius=int(infer["radius"]), mask_edge=bool(infer["mask_edge"]),
-                          bg_alpha=None if stored else infer["bg_alpha"], dtype=DTYPES[infer["dtype"]])
-    return [(upsample_walk(rw, size).cpu().numpy(), rw.cpu().numpy()) for rw, size in zip(rws, sizes)]
-
-
 def main(argv=None):
     args = parse_args(argv)
     timer = Timer()
@@ -183,23 +164,28 @@ def main(argv=None):
     mine = shard(range(len(dataset)), rank, world)
     done_dir, ext = (Path(args.save_rw), ".npz") if args.scores_only else (out, ".png")
     todo = [i for i in mine if args.overwrite or not (done_dir / f"{dataset.ids[i]}{ext}").is_file()]
-    net = load_net(cfg, args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth", device)
-    loader = DataLoader(WalkInputs(dataset, todo, args.cams), batch_size=int(infer["batch_size"]),
+    task = stage_task("affinity", cfg)
+    net = load_net(task, cfg, args.checkpoint or Path(args.exp) / "checkpoints" / "last.pth", device)
+    prepare = functools.partial(task.walk_cams, infer=infer, stride=getattr(net, "stride", 4))
+    loader = DataLoader(WalkInputs(dataset, todo, args.cams, prepare), batch_size=int(infer["batch_size"]),
                         num_workers=int(infer["num_workers"]), collate_fn=list)
 
     def index_maps():
         for items in loader:
-            for it, (scores, rw) in zip(items, walk(net, items, infer, device)):
+            stored = stored_background(items)  # walked in front of the classes, like psa's power background
+            for it, (scores, rw) in zip(items, task.walk(net, items, infer, device)):
                 if args.save_rw:
                     save_cam(Path(args.save_rw) / f"{it['id']}.npz", it["keys"],
-                             **walked_scores(rw, scores, len(it["keys"]), it["bg"] is not None))
+                             **walked_scores(rw, scores, len(it["keys"]), stored))
                 if args.scores_only:
                     yield it["id"], 0.0
                     continue
-                if infer["bg_alpha"] is not None or it["bg"] is not None:
-                    index = scores.argmax(0) if len(scores) else np.zeros(scores.shape[1:], np.int64)
-                else:
-                    index = pad_background(scores, threshold=float(infer["bg_threshold"])).argmax(0)
+                if infer["bg_alpha"] is None and not stored:
+                    scores = pad_background(scores, threshold=float(infer["bg_threshold"]))
+                if infer["crf_on"] == "scores":  # pseudo_mask_job: CRF of the scores, then argmax
+                    yield it["index"], scores, it["keys"]
+                    continue
+                index = scores.argmax(0) if len(scores) else np.zeros(scores.shape[1:], np.int64)
                 yield it["index"], index.astype(np.uint8), it["keys"]
 
     state = {"dataset": dataset, "out_dir": out, "crf": infer["crf"]}

@@ -1,5 +1,5 @@
 """Train an affinity network (registry ``wsss.affinity.AFFINITY_TASKS``; ``irn``: IRN's boundary
-head on a frozen backbone) on affinity labels.
+head on a frozen backbone, the default; ``psa``: psa's feature AffinityNet) on affinity labels.
 
     python tools/train_affinity.py --config configs/voc/affinity.yaml --labels experiments/rw/aff_labels \
         --exp experiments/rw/affinitynet
@@ -7,7 +7,8 @@ head on a frozen backbone) on affinity labels.
 Images of ``data.train_split`` with the label PNGs of ``--labels`` (``method.label_dir``) as
 masks, augmented by ``augment`` (random long-side resize, flip, crop; labels padded with 255);
 ``irn``: pairs within ``method.radius`` (10) on the stride-4 grid, loss (bg_pos/2 + fg_pos/2 +
-neg)/2 (see ``wsss.affinity.net``). Trains with the shared engine: ``<exp>/config.yaml``,
+neg)/2 (see ``wsss.affinity.net``); ``psa`` (``--method psa`` or ``method.name: psa``): pairs
+within ``method.radius`` (5) on the stride-8 grid, the same loss (``wsss.affinity.psa``). Trains with the shared engine: ``<exp>/config.yaml``,
 ``checkpoints/last.pth``, ``metrics.jsonl``; a rerun resumes (``--overwrite`` starts over).
 """
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..backbones import backbone_from_config
 from ..engine import Option, TaskModule
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import AFFINITY_TASKS
 from .pairs import PairIndex
 
@@ -135,9 +135,13 @@ def build_affinity_net(cfg, load_backbone=True):
 class AffinityTask(TaskModule):
     """IRN's AffinityNet training: batches whose ``mask`` holds the affinity labels of
     ``method.label_dir`` (``tools/make_affinity_labels.py``, rules ``method.labels`` /
-    ``labels_fallback``)."""
+    ``labels_fallback``).
+
+    ``build_net``, ``walk_cams`` and ``walk`` are what tools/infer_rw.py needs of a registered
+    affinity task (a subclass such as psa's overrides them)."""
 
     name = "irn"
+    build_net = staticmethod(build_affinity_net)
     options = {
         "radius": Option(10, "training pairs within this radius on the stride-4 grid"),
         "label_dir": Option(None, "affinity labels of the training split (tools/train_affinity.py --labels)"),
@@ -148,7 +152,7 @@ class AffinityTask(TaskModule):
 
     def __init__(self, cfg, num_classes=None):
         super().__init__(cfg, num_classes)
-        self.net = build_affinity_net(cfg)
+        self.net = self.build_net(cfg)
         self.radius = int(self.opts["radius"])
         self._pairs = {}
 
@@ -185,3 +189,40 @@ class AffinityTask(TaskModule):
         pairs = self.pair_index(size)
         aff = pairs.to_affinity(torch.sigmoid(edge.float()))
         return affinity_loss(aff, *pairs.pair_labels(labels))
+
+    @staticmethod
+    def walk_cams(cam, image_size, infer, stride=4, path=None):
+        """The walk input of one CAM file (``load_cam``'s dict) on the stride-4 grid: its ``cam``
+        (or, as P-NOC falls back, the image-size ``hr_cam`` resized to the grid), with a
+        background channel in front when the file stores one (``cam_bg``) or ``infer.bg_alpha``
+        is set (psa's ``(1 - max)^alpha``)."""
+        from .random_walk import with_background
+
+        h, w = image_size
+        grid = ((h + stride - 1) // stride, (w + stride - 1) // stride)
+        if "cam" in cam:
+            cams = torch.from_numpy(cam["cam"])
+        else:
+            cams = F.interpolate(torch.from_numpy(cam["hr_cam"]).float()[None], size=grid, mode="bilinear",
+                                 align_corners=False)[0]
+        if tuple(cams.shape[1:]) != grid:
+            raise DataError(f"stride-4 CAMs are {tuple(cams.shape[1:])}, expected {grid} for a {h}x{w} image",
+                            path=path, fix="re-run tools/infer_cam.py on this split")
+        bg = cam.get("cam_bg")
+        if bg is not None and tuple(bg.shape) != grid:
+            raise DataError(f"cam_bg is {tuple(bg.shape)}, expected {grid}", path=path,
+                            fix="re-run tools/infer_cam.py on this split")
+        return with_background(cams.float(), bg, None if bg is not None else infer.get("bg_alpha"))
+
+    @staticmethod
+    def walk(net, items, infer, device):
+        """Boundary maps + batched random walk of each item's ``cams`` (:meth:`walk_cams`, any
+        background channel included) -> per item (image-size scores, stride-4 walk)."""
+        from .random_walk import propagate_batch, stack_images, upsample_walk
+
+        images, sizes = stack_images([it["image"] for it in items])
+        edges = net.edge_map(images.to(device), sizes, pad_size=int(infer["pad_size"]))
+        rws = propagate_batch([it["cams"].to(device) for it in items], edges, beta=float(infer["beta"]),
+                              logt=int(infer["logt"]), radius=int(infer["radius"]), mask_edge=bool(infer["mask_edge"]),
+                              dtype=getattr(torch, infer.get("dtype", "float64")))
+        return [(upsample_walk(rw, size).cpu().numpy(), rw.cpu().numpy()) for rw, size in zip(rws, sizes)]

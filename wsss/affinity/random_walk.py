@@ -9,18 +9,22 @@ at most ``2 D + 1`` entries per row, and ``rw^T = (T^T)^(2^logt) cam^T`` is comp
 sparse-dense products: O(N D) memory, O(2^logt N D K) time, the same numbers up to rounding.
 A batch of images is one block-diagonal matrix.
 
-Presets (:data:`RW_PRESETS`):
+Presets (:data:`RW_PRESETS`; ``infer.preset`` of tools/infer_rw.py, the config's own ``infer``
+keys override them). The psa-lineage presets walk a background channel ``(1 - max)^alpha``
+(``bg_alpha``) with the classes and take the argmax (docs/methods/psa.md):
 
-====== ==== ==== ====== =================================================================
-preset beta logt radius source
-====== ==== ==== ====== =================================================================
-irn    10   8    5      IRN run_sample.py (beta=10, exp_times=8), edge-masked CAMs
-pnoc   10   8    5      P-NOC runners/3-rw.sh (RW_BETA=10, RW_EXP=8), IRN's inference
-psa    8    8    5      psa infer_aff.py defaults (beta=8, logt=8; README "t=256"), also
-                        used by ICAM and AEFT, which build on psa's code
-====== ==== ==== ====== =================================================================
+====== ==== ==== ====== ===== =============================================================
+preset beta logt radius alpha source
+====== ==== ==== ====== ===== =============================================================
+irn    10   8    5      -     IRN run_sample.py (beta=10, exp_times=8), edge-masked CAMs
+pnoc   10   8    5      -     P-NOC runners/3-rw.sh (RW_BETA=10, RW_EXP=8), IRN's inference
+psa    8    8    5      16    psa infer_aff.py defaults (README "t=256")
+icam   8    6    5      6     ICAM infer_aff.py defaults (no CRF)
+aeft   8    6    5      19    AEFT infer_aff.py (--dup 19), then a 1-iteration dCRF with
+                              psa's kernels on the walked scores (``crf_on: scores``)
+====== ==== ==== ====== ===== =============================================================
 
-See docs/methods/affinitynet.md.
+See docs/methods/affinitynet.md and docs/methods/psa.md.
 """
 
 import warnings
@@ -33,7 +37,10 @@ from .pairs import grid_affinities
 RW_PRESETS = Registry("random-walk preset")
 RW_PRESETS.register("irn")({"beta": 10, "logt": 8, "radius": 5})
 RW_PRESETS.register("pnoc")({"beta": 10, "logt": 8, "radius": 5})
-RW_PRESETS.register("psa")({"beta": 8, "logt": 8, "radius": 5})
+_PSA = {"radius": 5, "beta": 8, "mask_edge": False, "bg_threshold": None, "crf": None}
+RW_PRESETS.register("psa")({**_PSA, "logt": 8, "bg_alpha": 16})
+RW_PRESETS.register("icam")({**_PSA, "logt": 6, "bg_alpha": 6})
+RW_PRESETS.register("aeft")({**_PSA, "logt": 6, "bg_alpha": 19, "crf": {"preset": "psa", "t": 1}, "crf_on": "scores"})
 
 
 def _stencil(offsets, width):
@@ -116,13 +123,49 @@ def propagate(cams, edge, beta=10, logt=8, radius=5, mask_edge=True, dtype=torch
     return random_walk(x, aff, offsets, beta, logt, dtype=dtype)
 
 
-def propagate_batch(cams, edges, beta=10, logt=8, radius=5, mask_edge=True, bg_alpha=None, dtype=torch.float64):
-    """Random walk of several images at once; returns one (K_i [+1], h_i, w_i) tensor per image.
+def random_walk_batch(xs, affs, offsets, beta, logt, dtype=torch.float64):
+    """Random walk of several images at once; returns one (K_i, h_i, w_i) tensor per image.
 
-    ``cams`` (K_i, h_i, w_i) and ``edges`` (h_i, w_i) are per-image lists on the stride-4 grid.
-    Grids are padded to the largest with boundary 1 and CAMs 0: a padded node has affinity 0
-    to every node, so each image's result is exactly its own walk. ``bg_alpha`` (psa) walks a
-    background channel ``(1 - max_c cam)^alpha`` in front of the classes.
+    ``xs`` (K_i, h_i, w_i) and ``affs`` (D, h_i, w_i) (pairs leaving the grid at 0, as
+    :func:`wsss.affinity.pairs.grid_affinities` gives them) are per-image lists. Grids are
+    padded to the largest with maps and affinities 0: a padded node has affinity 0 to every
+    node, so each image's result is exactly its own walk.
+    """
+    if len(xs) != len(affs):
+        raise ValueError(f"{len(xs)} maps for {len(affs)} affinity maps")
+    for x, a in zip(xs, affs):
+        if x.shape[-2:] != a.shape[-2:]:
+            raise ValueError(f"map grid {tuple(x.shape[-2:])} != affinity grid {tuple(a.shape[-2:])}")
+    h = max(a.shape[1] for a in affs)
+    w = max(a.shape[2] for a in affs)
+    k = max(x.shape[0] for x in xs)
+    x = xs[0].new_zeros((len(xs), k, h, w))
+    aff = affs[0].new_zeros((len(affs), len(offsets), h, w))
+    for i, (c, a) in enumerate(zip(xs, affs)):
+        x[i, :c.shape[0], :c.shape[1], :c.shape[2]] = c
+        aff[i, :, :a.shape[1], :a.shape[2]] = a
+    rw = random_walk(x, aff, offsets, beta, logt, dtype=dtype)
+    return [rw[i, :c.shape[0], :c.shape[1], :c.shape[2]] for i, c in enumerate(xs)]
+
+
+def with_background(cams, background=None, alpha=None):
+    """``cams`` (K, h, w) with a background channel in front: ``background`` (h, w) when given
+    (a method's stored map, ``cam_bg``), else psa's ``(1 - max_c cams)^alpha`` (1 where no class
+    is present), else ``cams`` unchanged."""
+    if background is not None:
+        return torch.cat([torch.as_tensor(background).to(cams)[None], cams])
+    if alpha is None:
+        return cams
+    top = cams.amax(0, keepdim=True) if len(cams) else cams.new_zeros((1,) + tuple(cams.shape[1:]))
+    return torch.cat([(1 - top).clamp(min=0).pow(float(alpha)), cams])
+
+
+def propagate_batch(cams, edges, beta=10, logt=8, radius=5, mask_edge=True, bg_alpha=None, dtype=torch.float64):
+    """IRN's walk of several images at once; returns one (K_i [+1], h_i, w_i) tensor per image.
+
+    ``cams`` (K_i, h_i, w_i) and ``edges`` (h_i, w_i) are per-image lists on the stride-4 grid
+    (:func:`random_walk_batch` pads them). ``bg_alpha`` (psa) walks a background channel
+    ``(1 - max_c cam)^alpha`` in front of the classes.
     """
     if len(cams) != len(edges):
         raise ValueError(f"{len(cams)} CAM maps for {len(edges)} boundary maps")
@@ -130,18 +173,22 @@ def propagate_batch(cams, edges, beta=10, logt=8, radius=5, mask_edge=True, bg_a
         if c.shape[-2:] != e.shape[-2:]:
             raise ValueError(f"CAM grid {tuple(c.shape[-2:])} != boundary grid {tuple(e.shape[-2:])}")
     if bg_alpha is not None:
-        cams = [torch.cat([(1 - c.amax(0, keepdim=True) if len(c) else torch.ones_like(e)[None]).clamp(min=0)
-                           .pow(bg_alpha), c]) for c, e in zip(cams, edges)]
-    h = max(e.shape[0] for e in edges)
-    w = max(e.shape[1] for e in edges)
-    k = max(c.shape[0] for c in cams)
-    x = cams[0].new_zeros((len(cams), k, h, w))
-    edge = edges[0].new_ones((len(edges), h, w))
-    for i, (c, e) in enumerate(zip(cams, edges)):
-        x[i, :c.shape[0], :c.shape[1], :c.shape[2]] = c
-        edge[i, :e.shape[0], :e.shape[1]] = e
-    rw = propagate(x, edge, beta=beta, logt=logt, radius=radius, mask_edge=mask_edge, dtype=dtype)
-    return [rw[i, :c.shape[0], :c.shape[1], :c.shape[2]] for i, c in enumerate(cams)]
+        cams = [with_background(c, alpha=bg_alpha) for c in cams]
+    xs, affs, offsets = [], [], None
+    for c, e in zip(cams, edges):
+        aff, offsets = grid_affinities(e[None], radius)
+        xs.append(c * (1.0 - e) if mask_edge else c)
+        affs.append(aff[0])
+    return random_walk_batch(xs, affs, offsets, beta, logt, dtype=dtype)
+
+
+def stack_images(images):
+    """Images (3, h_i, w_i) at the top-left of one zero batch (B, 3, H, W); returns (batch, sizes)."""
+    sizes = [tuple(im.shape[1:]) for im in images]
+    batch = images[0].new_zeros((len(images), 3, max(s[0] for s in sizes), max(s[1] for s in sizes)))
+    for i, (im, (h, w)) in enumerate(zip(images, sizes)):
+        batch[i, :, :h, :w] = im
+    return batch, sizes
 
 
 def upsample_walk(rw, size, stride=4):

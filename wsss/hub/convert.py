@@ -103,6 +103,10 @@ CONVERTERS.register("pnoc-poolnet")(Converter(
 CONVERTERS.register("psa-res38-cls")(Converter(
     task="cam", wrap="net.", renames=(("fc8.weight", "head.weight"),),
     note="psa res38_cls.pth (VOC CAM classifier, relu(fc8(conv6))) -> method cam on resnet38d"))
+CONVERTERS.register("psa-res38-aff")(Converter(
+    task="affinity", wrap="net.", renames=tuple((f"{n}.", f"{n}.") for n in ("f8_3", "f8_4", "f8_5", "f9")),
+    note="psa res38_aff.pth / ICAM aff.pth (psa's AffinityNet on ResNet-38d: f8_3, f8_4, f8_5, f9) -> "
+         "affinity task psa"))
 CONVERTERS.register("icam-cam")(Converter(
     task="cam", wrap="net.",
     renames=(("fc8.", "fc8."), ("f8_3.", "side.f8_3."), ("f8_4.", "side.f8_4."), ("f9.", "pcm.f9.")),

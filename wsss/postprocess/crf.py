@@ -17,6 +17,8 @@ irn        10   3 / 3          50 / 5 / 10           0.7     IRN misc/imutils.py
 psa        10   3 / 3          80 / 13 / 10          -       psa tool/imutils.py (alpha CRF on CAMs)
 deeplab    10   1 / 3          67 / 3 / 4            0.7     DeepLab v2 (docs/methods/deeplab.md)
 pnoc_rw    1    3 / 3          50 / 5 / 10           0.9     P-NOC runners/3-rw.sh pseudo masks
+deeplabv1  1    3 / 3          32 / 13 / 10          -       DeepLab-v1 of SEAM / ICAM / CPN
+                                                             (lib/utils/DenseCRF.py)
 ========== ==== ============== ===================== ======= ======================================
 
 :func:`parallel_map` runs a per-image function over a dataset in worker processes (spawn by
@@ -56,6 +58,7 @@ CRF_PRESETS.register("irn")(CRFParams())
 CRF_PRESETS.register("psa")(CRFParams(bi_sxy=80.0, bi_srgb=13.0))
 CRF_PRESETS.register("deeplab")(CRFParams(gauss_sxy=1.0, gauss_compat=3.0, bi_sxy=67.0, bi_srgb=3.0, bi_compat=4.0))
 CRF_PRESETS.register("pnoc_rw")(CRFParams(t=1, gt_prob=0.9))
+CRF_PRESETS.register("deeplabv1")(CRFParams(t=1, bi_sxy=32.0, bi_srgb=13.0))
 
 
 def crf_params(preset="irn", **overrides):

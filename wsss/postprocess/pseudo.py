@@ -83,20 +83,27 @@ def set_ignore(mask, where):
 
 
 def pseudo_mask_job(state, item):
-    """Process-pool job: optional label CRF of an index map, then its pseudo-mask PNG.
+    """Process-pool job: optional CRF, then the pseudo-mask PNG of one image.
 
     ``state``: ``dataset`` (no transform; images for the CRF), ``out_dir``, ``crf`` (None or
     CRF params); ``item``: ``(dataset index, index map (H, W) of a background-padded argmax,
-    keys)``. The CRF sees ``len(keys) + 1`` labels, as P-NOC's ``make_pseudo_labels.py``.
-    Returns ``(id, fraction of foreground pixels)``.
+    keys)``: the label CRF sees ``len(keys) + 1`` labels, as P-NOC's ``make_pseudo_labels.py``.
+    With background-padded scores (K + 1, H, W) instead of the index map, the CRF runs on the
+    scores (unary ``-log p``, AEFT's final CRF) and the mask is its argmax. Returns
+    ``(id, fraction of foreground pixels)``.
     """
     from ..data.io import save_index_png
-    from .crf import crf_from_labels
+    from .crf import crf_from_labels, crf_from_probs
 
     index, index_map, keys = item
     ds = state["dataset"]
     image_id = ds.ids[index]
-    if state.get("crf") and len(keys):
+    if np.ndim(index_map) == 3:
+        scores = index_map
+        if state.get("crf") and len(keys):
+            scores = crf_from_probs(ds[index]["image"], scores, state["crf"])
+        index_map = np.asarray(scores).argmax(0)
+    elif state.get("crf") and len(keys):
         index_map = crf_from_labels(ds[index]["image"], index_map, len(keys) + 1, state["crf"])
     mask = index_to_mask(index_map, keys)
     save_index_png(Path(state["out_dir"]) / f"{image_id}.png", mask)

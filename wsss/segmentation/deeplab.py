@@ -51,9 +51,12 @@ class SegmentationModel(nn.Module):
     def forward_logits(self, x):
         return self.head(self.backbone(x))
 
+    def upsample(self, logits, size):
+        """The final bilinear upsampling of raw logits to ``size`` (the reference's align_corners)."""
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
+
     def forward(self, x):
-        logits = self.forward_logits(x)
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
+        return self.upsample(self.forward_logits(x), x.shape[-2:])
 
 
 @MODELS.register("deeplabv1")

@@ -2,9 +2,11 @@
 
 Options (``method``): ``label_smoothing`` (P-NOC: 0.1), ``msc_scales`` (kazuto1011's DeepLab v2
 "MSC" training: extra inputs at these scales; the loss is summed over the full-scale logits,
-each scaled one, and their pixel-wise max) and ``backbone_lr_mult``. Unlike that reference,
-which downsamples the labels to each logit map, every output is upsampled to the input size
-first (as P-NOC and ICAM's codebase do). ``model`` is :func:`build_segmentation_model`'s.
+each scaled one, and their pixel-wise max), ``backbone_lr_mult`` and ``extra_loss`` (a named
+pixel loss on the full-scale raw logits, added with its weight:
+:mod:`wsss.segmentation.pixel_losses`; ICAM adds its feature-similarity loss). Unlike that
+reference, which downsamples the labels to each logit map, every output is upsampled to the
+input size first (as P-NOC and ICAM's codebase do). ``model`` is :func:`build_segmentation_model`'s.
 
 Training data and model selection (``select``, set by ``tools/train_seg.py``): the masks of
 ``select.masks`` (a folder of another stage's PNGs, or ``gt``); with ``select.on: pseudo`` a
@@ -24,6 +26,7 @@ from ..errors import ConfigError
 from . import SEG_TASKS
 from .deeplab import build_segmentation_model
 from .loss import segmentation_loss
+from .pixel_losses import build_extra_loss
 from .selection import ModelSelector, holdout_ids
 
 
@@ -42,6 +45,7 @@ class SegmentationTask(TaskModule):
         "label_smoothing": Option(0.0, "label smoothing of the pixel-wise cross-entropy"),
         "msc_scales": Option([], "extra training input scales (DeepLab v2 MSC, e.g. [0.5, 0.75])"),
         "backbone_lr_mult": Option(1.0, "lr multiplier of the backbone groups (e.g. 10 from scratch)"),
+        "extra_loss": Option(None, "an extra pixel loss {name: <PIXEL_LOSSES entry>, weight: w, ...its options}"),
     }
     exports = ("model",)
 
@@ -52,6 +56,7 @@ class SegmentationTask(TaskModule):
         self.label_smoothing = float(self.opts["label_smoothing"])
         self.msc_scales = [float(s) for s in self.opts["msc_scales"] or []]
         self.backbone_lr_mult = float(self.opts["backbone_lr_mult"])
+        self.extra_loss = build_extra_loss(self.opts["extra_loss"])
         self.selector = None
 
     # --------------------------------------------------------------------------- data
@@ -108,24 +113,31 @@ class SegmentationTask(TaskModule):
         return {"main": groups}
 
     def outputs(self, x):
-        """Training outputs at input resolution: ``[logits]``, or MSC's scales + their max."""
-        full = self.model(x)
-        if not self.msc_scales:
-            return [full]
+        """``(outputs, raw)``: training outputs at input resolution (``[logits]``, or MSC's
+        scales + their max) and the full-scale raw logits at the head's stride."""
+        raw = self.model.forward_logits(x)
         size = x.shape[-2:]
+        full = self.model.upsample(raw, size)
+        if not self.msc_scales:
+            return [full], raw
         scaled = []
         for s in self.msc_scales:
             xs = F.interpolate(x, size=[int(d * s) for d in size], mode="bilinear", align_corners=False)
             scaled.append(F.interpolate(self.model(xs), size=size, mode="bilinear", align_corners=False))
-        return [full, *scaled, torch.stack([full, *scaled]).amax(0)]
+        return [full, *scaled, torch.stack([full, *scaled]).amax(0)], raw
 
     def training_step(self, batch, ctx):
         target = batch["mask"]
-        losses = [segmentation_loss(o, target, label_smoothing=self.label_smoothing)
-                  for o in self.outputs(batch["image"])]
+        outputs, raw = self.outputs(batch["image"])
+        losses = [segmentation_loss(o, target, label_smoothing=self.label_smoothing) for o in outputs]
         out = {"loss": sum(losses)}
-        if len(losses) > 1:
+        if len(losses) > 1 or self.extra_loss:
             out["ce"] = losses[0].detach()
+        if self.extra_loss:
+            name, weight, fn = self.extra_loss
+            extra = fn(raw, batch)
+            out["loss"] = out["loss"] + weight * extra
+            out[name] = extra.detach()
         return out
 
     # --------------------------------------------------------------------------- hooks
