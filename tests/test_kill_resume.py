@@ -25,7 +25,7 @@ import yaml
 from PIL import Image
 from tiny_configs import tiny
 
-from wsss.data.io import load_cam
+from wsss.data.io import HOST, load_cam
 from wsss.data.synthetic import generate
 from wsss.engine import load_checkpoint
 from wsss.registry import Registry
@@ -49,10 +49,12 @@ def finish(argv, env):
 
 def kill_at_random(argv, env, started, rng, kills=2):
     """Start the tool ``kills`` times, SIGKILL it a random moment after ``started()`` says it is
-    working; returns how many runs were killed while still running."""
-    killed = 0
+    working; returns how many runs were killed while still running, and the ids of the (now dead)
+    processes."""
+    killed, pids = 0, []
     for _ in range(kills):
         proc = start(argv, env)
+        pids.append(proc.pid)
         deadline = time.time() + 120
         while proc.poll() is None and not started() and time.time() < deadline:
             time.sleep(0.02)
@@ -61,7 +63,7 @@ def kill_at_random(argv, env, started, rng, kills=2):
             proc.send_signal(signal.SIGKILL)
             killed += 1
         proc.communicate(timeout=60)
-    return killed
+    return killed, pids
 
 
 class World:
@@ -106,6 +108,7 @@ class Stage:
     working: Callable[[], bool]
     same: Callable[[Path, Path], None]
     trains: bool = False  # long enough to be cut at least once
+    output: str = "config.yaml"  # an output written atomically: a killed write of it is planted
 
 
 def files(folder, pattern):
@@ -191,7 +194,7 @@ def _evaluate(w, out):
         ra, rb = json.loads((a / "eval.json").read_text()), json.loads((b / "eval.json").read_text())
         drop = ("seconds", "config")
         assert {k: v for k, v in ra.items() if k not in drop} == {k: v for k, v in rb.items() if k not in drop}
-    return Stage(argv, out.is_dir, same)
+    return Stage(argv, out.is_dir, same, output="eval.json")
 
 
 @STAGES.register("train_saliency")
@@ -242,7 +245,7 @@ def _train_seg(w, out):
 def _infer_seg(w, out):
     argv = ["infer_seg.py", "--exp", str(w.output("train_seg")), "--split", "val", "--scales", "1.0",
             "--crf", "deeplab", "--out", str(out), "--device", "cpu", "infer.num_workers=0"]
-    return writing("*.png", argv, out, same_pngs)
+    return Stage(argv, lambda: bool(files(out, "*.png")), same_pngs, output="infer_seg.yaml")
 
 
 @pytest.mark.slow
@@ -251,7 +254,12 @@ def test_killed_stage_resumes_to_the_uninterrupted_outputs(stage, world, tmp_pat
     rng = random.Random(f"kill-{stage}")
     full, cut = world.output(stage), tmp_path / "cut"
     run = STAGES.get(stage)(world, cut)
-    killed = kill_at_random(run.argv, world.env, run.working, rng)
+    killed, pids = kill_at_random(run.argv, world.env, run.working, rng)
+    # a write the kill cut, for sure: what a writer that died mid-write leaves
+    output = cut / run.output
+    planted = output.with_name(f".{output.name}.{HOST}-{pids[-1]}.abcd1234.tmp{output.suffix}")
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_bytes(b"cut")
     finish(run.argv, world.env)
     run.same(full, cut)
     no_temporary_files(cut)  # save_checkpoint and the per-image tools remove what a kill left
