@@ -7,6 +7,8 @@ stage is made once per module (:meth:`World.output`) and serves both as the refe
 input of the stages after it (train_cam -> infer_cam -> make_pseudo_masks -> train_seg -> ...).
 """
 
+import hashlib
+import io
 import json
 import os
 import random
@@ -22,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hub_fakes import FakeDrive
 from PIL import Image
 from tiny_configs import tiny
 
@@ -31,6 +34,7 @@ from wsss.engine import load_checkpoint
 from wsss.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
+ID = "1" + "K" * 32  # the hub's Drive file
 # every training stage: checkpoints after each step, so that a kill lands mid-epoch
 TRAIN = {"epochs": 1, "batch_size": 2, "num_workers": 0, "channels_last": False, "device": "cpu", "log_every": 1,
          "checkpoint_every": 1}
@@ -72,8 +76,9 @@ class World:
     def __init__(self, base):
         self.base, self.data = base, base / "data"
         generate(self.data, seed=5, n_train=16, n_val=8, size=64, progress=False)
-        self.env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-        self.done = set()
+        self.env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", NO_PROXY="127.0.0.1",
+                        no_proxy="127.0.0.1")
+        self.done, self.drive = set(), None
 
     def output(self, stage):
         """The folder of ``stage``'s uninterrupted run (made on first use)."""
@@ -97,9 +102,27 @@ class World:
         return self.config(name, tiny(stage, name, values), **train)
 
 
+    def hub(self):
+        """A registry of one pinned checkpoint (3 MiB: the tool writes 1 MiB chunks), served slowly (1 s)
+        on the loopback: its path."""
+        if self.drive is None:
+            buf = io.BytesIO()
+            torch.save({"w": torch.randn(800_000, generator=torch.Generator().manual_seed(0))}, buf)
+            self.drive = FakeDrive().__enter__()
+            self.drive.slow = 1.0
+            self.drive.add(ID, buf.getvalue())
+            (self.base / "registry.yaml").write_text(json.dumps({"artefacts": {"test/ckpt": {
+                "seed": "test", "kind": "cam-net", "sources": [{"drive": ID}], "container": "file",
+                "filename": "ckpt.pth", "status": "files", "sha256": hashlib.sha256(buf.getvalue()).hexdigest()}}}))
+        return self.base / "registry.yaml"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    return World(tmp_path_factory.mktemp("kill"))
+    w = World(tmp_path_factory.mktemp("kill"))
+    yield w
+    if w.drive is not None:
+        w.drive.__exit__(None, None, None)
 
 
 @dataclass
@@ -246,6 +269,23 @@ def _infer_seg(w, out):
     argv = ["infer_seg.py", "--exp", str(w.output("train_seg")), "--split", "val", "--scales", "1.0",
             "--crf", "deeplab", "--out", str(out), "--device", "cpu", "infer.num_workers=0"]
     return Stage(argv, lambda: bool(files(out, "*.png")), same_pngs, output="infer_seg.yaml")
+
+
+@STAGES.register("download")
+def _download(w, out):
+    argv = ["download.py", "test/ckpt", "--registry", str(w.hub()), "--cache", str(out), "--drive-url", w.drive.url,
+            "--no-gdown"]
+
+    def same(a, b):  # the file the registry pins, checked by the tool; no .part left
+        assert (b / "test/ckpt/ckpt.pth").read_bytes() == (a / "test/ckpt/ckpt.pth").read_bytes() == w.drive.files[ID]
+        assert not files(b, "*.part")
+        assert any(rng for _, _, rng in w.drive.requests)  # a killed transfer was continued (Range), not redone
+    def working():  # a chunk is on disk
+        try:
+            return any(p.stat().st_size for p in files(out, "*.part"))
+        except FileNotFoundError:  # renamed meanwhile: finished
+            return True
+    return Stage(argv, working, same, output="pins.json")
 
 
 @pytest.mark.slow
