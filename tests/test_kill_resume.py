@@ -96,11 +96,11 @@ class World:
         path.write_text(yaml.safe_dump(cfg))
         return str(path)
 
-    def tiny(self, stage, name, **train):
+    def tiny(self, stage, name):
+        """The tiny config ``tests/configs/<stage>/<name>.yaml`` on this world's inputs, written."""
         values = {"root": self.data, "oc_exp": self.base / "train_cam", "cams": self.base / "infer_cam",
                   "labels": self.base / "make_pseudo_masks"}
-        return self.config(name, tiny(stage, name, values), **train)
-
+        return self.config(name, tiny(stage, name, values))
 
     def hub(self):
         """A registry of one pinned checkpoint (3 MiB: the tool writes 1 MiB chunks), served slowly (1 s)
