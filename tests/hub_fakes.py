@@ -7,11 +7,13 @@ form, then the file from ``/download`` when ``confirm=t`` and the form's ``uuid`
 ``quota`` (the quota page, status 200), ``page`` (an HTML page with neither form nor error),
 ``disguised`` (HTML bytes sent as an octet-stream attachment), ``missing`` (404). ``cut_once``
 makes the first transfer of a file stop halfway; ``Range: bytes=N-`` is honoured (206) unless
-``ignore_range``. ``/files/<name>`` serves direct URLs, ``/embeddedfolderview?id=`` folder
-listings in Drive's markup. Every request is recorded in ``requests``.
+``ignore_range``; ``slow`` spreads each transfer over that many seconds (2 KiB chunks).
+``/files/<name>`` serves direct URLs, ``/embeddedfolderview?id=`` folder listings in Drive's
+markup. Every request is recorded in ``requests``.
 """
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -56,7 +58,7 @@ class FakeDrive:
 
     def __init__(self):
         self.files, self.names, self.modes, self.folders = {}, {}, {}, {}
-        self.cut_once, self.ignore_range = set(), False
+        self.cut_once, self.ignore_range, self.slow = set(), False, 0.0
         self.requests = []
         self.url = None
 
@@ -89,7 +91,13 @@ class FakeDrive:
                     self.wfile.flush()
                     self.close_connection = True
                     return
-                self.wfile.write(body)
+                step = 2048 if fake.slow else max(len(body), 1)
+                for i in range(0, len(body), step):
+                    time.sleep(fake.slow * step / len(body))
+                    try:
+                        self.wfile.write(body[i:i + step])
+                    except (BrokenPipeError, ConnectionResetError):  # the client was killed
+                        return
 
             def send_html(self, text, status=200):
                 raw = text.encode()

@@ -7,16 +7,15 @@ groups covering each trainable parameter once), a strict state-dict round trip t
 ``from_checkpoint``, and for CAM methods the inference hook's shapes and the CAM file round trip.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny
 
 from wsss.affinity import AFFINITY_TASKS
 from wsss.cams import METHODS
 from wsss.cams.inference import image_pyramid
-from wsss.config import load_config, save_config
+from wsss.config import save_config
 from wsss.data import build_dataset, collate
 from wsss.data.io import load_cam, save_cam, save_gray_png, save_index_png
 from wsss.data.synthetic import generate
@@ -25,19 +24,9 @@ from wsss.saliency import SALIENCY_TASKS
 from wsss.segmentation import SEG_TASKS
 from wsss.superpixel import SUPERPIXEL_TASKS
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
 REGISTRIES = {"methods": METHODS, "saliency": SALIENCY_TASKS, "affinity": AFFINITY_TASKS, "segmentation": SEG_TASKS,
               "superpixel": SUPERPIXEL_TASKS}
 CASES = [(stage, name) for stage, reg in REGISTRIES.items() for name in reg.names()]
-
-
-def _fill(obj, values):
-    if isinstance(obj, dict):
-        return {k: _fill(v, values) for k, v in obj.items()}
-    if isinstance(obj, str):
-        for k, v in values.items():
-            obj = obj.replace("{" + k + "}", str(v))
-    return obj
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +48,11 @@ def inputs(tmp_path_factory):
     # finished experiments: a vanilla CAM (the ordinary classifier of P-OC / P-NOC) and the
     # association network of SP-CAM
     for stage, name, exp in (("methods", "cam", "oc"), ("superpixel", "psam", "superpixel")):
-        cfg = _fill(load_config(CONFIGS / stage / f"{name}.yaml"), values)
+        cfg = tiny(stage, name, values)
         task = REGISTRIES[stage].get(name)(cfg, ds.num_classes)
         save_config(cfg, tmp / exp / "config.yaml")
         save_checkpoint(tmp / exp / "checkpoints" / "last.pth", {"state_dict": task.state_dict(), "config": cfg, "epoch": 1})
     return values, ds.num_classes
-
-
-def tiny(stage, name, values):
-    path = CONFIGS / stage / f"{name}.yaml"
-    assert path.is_file(), f"{stage} task {name!r} has no tiny config {path} (see tests/configs/README.md)"
-    return _fill(load_config(path), values)
 
 
 @pytest.mark.parametrize("stage,name", CASES, ids=[f"{s}-{n}" for s, n in CASES])

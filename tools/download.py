@@ -23,6 +23,7 @@ from pathlib import Path
 
 from wsss import hub
 from wsss.cli import Timer, run_main
+from wsss.data.io import remove_stale_temporaries
 from wsss.errors import ConfigError, WSSSError
 from wsss.hub.convert import CONVERTERS, companion_artefacts, convert
 from wsss.hub.download import Fetcher
@@ -65,6 +66,7 @@ def get_one(fetcher, art, args):
     line = f"{art.name}: {path}"
     if art.convertible and not args.no_convert:
         exp = Path(args.exp) if args.exp else Path("experiments") / "hub" / art.name
+        remove_stale_temporaries(exp)  # what a killed conversion left
         needs = companion_artefacts(CONVERTERS.get(art.converter))  # e.g. SP-CAM's Q model
         report = convert(art, path, exp, overwrite=args.force,
                          companions={c.name: c.cache_path(fetcher.cache) for c in needs})
@@ -85,6 +87,7 @@ def main(argv=None):
     timer = Timer()
     fetcher = Fetcher(cache=args.cache, drive_url=args.drive_url, mirror=args.mirror,
                       use_gdown=False if args.no_gdown else None)
+    remove_stale_temporaries(fetcher.cache)  # e.g. pins.json of a killed run (a .part is resumed instead)
     if args.list:
         list_registry(fetcher, args.registry)
         return 0

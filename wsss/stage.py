@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .cli import Timer, resolve_data
 from .config import load_config
+from .data.io import remove_stale_temporaries
 from .engine.options import format_options
 from .errors import ConfigError
 
@@ -142,6 +143,7 @@ def train_stage(args, registry, tool, default_method=None, prepare=None, default
     data.setdefault("train_split", "train")
     exp = Path(args.exp or cfg.get("exp") or (default_exp(cfg) if default_exp else f"experiments/{data['dataset']}_{name}"))
     cfg["exp"] = str(exp)
+    remove_stale_temporaries(exp)  # config, label cache, metrics... a killed run was writing
     seed_everything(int((cfg.get("train") or {}).get("seed", 0)))  # the networks' initialisation
     dataset = task_cls.train_dataset(cfg, data)
     check_split(dataset, exp / "labels", decode=getattr(args, "check_data", False))
