@@ -79,6 +79,24 @@ def install_split_lists(pnoc, data_root, splits=("train", "train8", "val")):
         (Path(pnoc) / "data" / "voc12" / f"bench_{split}.txt").write_text(src.read_text())
 
 
+def write_result(result, script, argv, out, merge):
+    """Finish a results dict: end load, the command (also on every row), the rows of an earlier
+    ``out`` kept when ``merge`` (rows this run redid replace theirs); written atomically."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from wsss.data.io import write_json
+
+    result["load_average_end"] = load_average()
+    result["command"] = f"python benchmarks/{script} " + " ".join(sys.argv[1:] if argv is None else argv)
+    for r in result["rows"].values():
+        r["command"] = result["command"]
+    out = Path(out)
+    if merge and out.is_file():
+        result["rows"] = {**json.loads(out.read_text()).get("rows", {}), **result["rows"]}
+    write_json(out, result)
+
+
 def load_average():
     return round(os.getloadavg()[0], 2)
 

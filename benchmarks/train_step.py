@@ -36,8 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ref_common import (PNOC_COMMIT, ROOT, add_reference_args, check_references, harness_cmd,  # noqa: E402
-                        install_split_lists, item_seconds, load_average, machine, median, reference_commit, reference_env,
-                        run, wsss_env)
+                        install_split_lists, item_seconds, machine, median, reference_commit, reference_env,
+                        run, write_result, wsss_env)
 from ref_data import make_bench_set  # noqa: E402
 
 ROWS = ("cam", "pnoc", "ccamh")
@@ -307,15 +307,7 @@ def main(argv=None):
                 result["rows"][key] = {**summarise(runs), "all": runs}
                 ratio = result["rows"][key].get("ratio")
                 print(f"== {key}: ratio wsss/ref {ratio if ratio is not None else '-'}", flush=True)
-    result["load_average_end"] = load_average()
-    result["command"] = "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    for r in result["rows"].values():
-        r["command"] = result["command"]
-    out = Path(args.out)
-    if args.merge and out.is_file():  # keep the rows of earlier runs that this one did not redo
-        result["rows"] = {**json.loads(out.read_text()).get("rows", {}), **result["rows"]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, "train_step.py", argv, args.out, args.merge)
     print(table(result))
     return 0
 

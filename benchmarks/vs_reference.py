@@ -39,8 +39,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ref_common import (ROOT, add_reference_args, check_references, harness_cmd, install_split_lists,  # noqa: E402
-                        item_seconds, load_average, machine, median, reference_commit, reference_env, run,
-                        wsss_env)
+                        item_seconds, machine, median, reference_commit, reference_env, run,
+                        write_result, wsss_env)
 from ref_data import make_bench_set  # noqa: E402
 
 ROWS = ("train", "infer", "eval", "memory_cam", "memory_rw")
@@ -233,15 +233,7 @@ def main(argv=None):
             "reference_exp_times": 8 if args.rw_full else 1,
             "rel_diff_of_sums_logt1": abs(check["wsss"]["out_sum"] - check["ref"]["out_sum"]) / abs(check["ref"]["out_sum"]),
             "all": runs}
-    result["load_average_end"] = load_average()
-    result["command"] = "python benchmarks/vs_reference.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    for r in result["rows"].values():
-        r["command"] = result["command"]
-    out = Path(args.out)
-    if args.merge and out.is_file():  # keep the rows of earlier runs that this one did not redo
-        result["rows"] = {**json.loads(out.read_text()).get("rows", {}), **result["rows"]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(result, "vs_reference.py", argv, args.out, args.merge)
     print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "all"} for k, v in result["rows"].items()}, indent=1))
     return 0
 
