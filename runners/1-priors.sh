@@ -8,12 +8,16 @@
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then
 # P-NOC (or P-OC) reads it through method.oc_exp.
+# On the synthetic benchmark no ImageNet weights exist: the OC is trained first for every method
+# and its backbone stands in for them (model.backbone_init), so every method starts from the same
+# trained backbone, as the published ones start from ImageNet's.
 #
 # Environment (defaults in brackets):
 #   DATASET      synthetic | voc | coco                          [synthetic]
 #   DATA_ROOT    dataset root                                    [data/$DATASET]
 #   METHOD       CAM method, configs/$DATASET/$METHOD.yaml       [pnoc]
-#   OC_EXP       ordinary classifier of poc/pnoc (trained first) [$EXP_ROOT/${DATASET}_oc]
+#   OC_EXP       ordinary classifier of poc/pnoc, and on synthetic of every method (trained first)
+#                                                                [$EXP_ROOT/${DATASET}_oc]
 #   BACKBONE     overrides model.backbone (e.g. resnet50)        [the config's]
 #   GPUS         0 = CPU, 1 = one GPU, N > 1 = torchrun with N processes   [0]
 #   EXP_ROOT     experiments folder                              [experiments]
@@ -90,13 +94,15 @@ TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
 EXTRA+=("data.train_split=$TRAIN_SPLIT")
 
-case "$METHOD" in
-  poc|pnoc)  # P-OC / P-NOC erase against an ordinary classifier: train it first
-    OC_EXP=${OC_EXP:-$EXP_ROOT/${DATASET}_oc}
-    train_method cam "configs/$DATASET/oc.yaml" "$OC_EXP"
-    EXTRA+=("method.oc_exp=$OC_EXP")
-    ;;
-esac
+OC_EXP=${OC_EXP:-$EXP_ROOT/${DATASET}_oc}
+case "$METHOD" in poc|pnoc) NEED_OC=1 ;; *) NEED_OC=0 ;; esac  # P-OC / P-NOC erase against an OC
+if [ "$NEED_OC" = 1 ] || [ "$DATASET" = synthetic ]; then
+  train_method cam "configs/$DATASET/oc.yaml" "$OC_EXP"
+fi
+if [ "$NEED_OC" = 1 ]; then EXTRA+=("method.oc_exp=$OC_EXP"); fi
+if [ "$DATASET" = synthetic ]; then  # the OC's backbone stands in for ImageNet weights (see above)
+  EXTRA+=("model.backbone_init=$OC_EXP/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
+fi
 train_method "$METHOD" "$CONFIG" "$EXP"
 infer_cams "$EXP" "$TRAIN_SPLIT"
 for split in $EVAL_SPLITS; do
