@@ -1,11 +1,11 @@
 """benchmarks/methods_synthetic.py: the per-method recipe, resumable stages, the table and the figure."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import cv2
 import pytest
+from conftest import load_script
 
 from wsss.errors import ConfigError
 
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("methods_bench", ROOT / "benchmarks" / "methods_synthetic.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "benchmarks" / "methods_synthetic.py")
 
 
 def test_every_registered_method_with_a_synthetic_config_is_listed(bench):

@@ -1,19 +1,16 @@
 """tools/demo_report.py: the demo's claims, each checked against hand-made stage results."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def report():
-    spec = importlib.util.spec_from_file_location("demo_report", ROOT / "tools" / "demo_report.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(ROOT / "tools" / "demo_report.py")
 
 
 def summary(cam_val, cam_train, pseudo, seg, sal=55.0):
