@@ -67,7 +67,7 @@ DEFINITIONS = {
     "contour_f": "contour F-score (%) of the CAM label maps at that threshold (icam definition)",
     "saliency_miou": "C2AM-H fg/bg mIoU (%) on val (0/255 masks; the activations feed the affinity labels)",
     "pseudo_miou": "pseudo masks' mIoU (%) on the training split they were made for",
-    "seg_miou": "DeepLab v3+ val mIoU (%), multi-scale + flip; seg_crf_miou: with dCRF",
+    "seg_miou": "DeepLab v3+ val mIoU (%), the config's infer.scales (synthetic: 1) + flip; seg_crf_miou: with dCRF",
     "seconds": "wall-clock seconds per stage (2 shared cores: noisy); cpu_seconds: user + sys of the stage",
 }
 

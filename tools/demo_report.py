@@ -25,7 +25,7 @@ ROWS = {
     "saliency": [("synthetic_ccamh", "eval_saliency_val.json", "val", "saliency C2AM-H (fg/bg mIoU)", "2-saliency"),
                  ("synthetic_poolnet", "eval_saliency_val.json", "val", "saliency PoolNet (fg/bg mIoU)", None)],
     "pseudo": [("synthetic_rw", "eval_rw_train.json", "train", "pseudo masks (random walk + label CRF)", "3-rw")],
-    "seg": [("synthetic_deeplabv3plus", "eval_raw_val.json", "val", "DeepLab v3+ (multi-scale + flip)", "4-segmentation")],
+    "seg": [("synthetic_deeplabv3plus", "eval_raw_val.json", "val", "DeepLab v3+ (config scales + flip)", "4-segmentation")],
     "seg_crf": [("synthetic_deeplabv3plus", "eval_crf_val.json", "val", "DeepLab v3+ + dCRF", "4-segmentation")],
 }
 
