@@ -81,7 +81,7 @@ from wsss.cli import run_main  # noqa: E402
 from wsss.data import build_dataset  # noqa: E402
 from wsss.data.io import atomic_path, find_cam, load_cam, write_json  # noqa: E402
 from wsss.data.maps import load_gray_map  # noqa: E402
-from wsss.data.synthetic import render_sample  # noqa: E402
+from wsss.data.synthetic import render_sample, scene_options  # noqa: E402
 from wsss.engine import load_checkpoint  # noqa: E402
 from wsss.errors import DataError  # noqa: E402
 from wsss.config import load_config  # noqa: E402
@@ -213,11 +213,12 @@ def backbone_file(oc_exp, path):
     return path
 
 
-def ground_truth(dataset, seed, size, split):
-    """Ground-truth masks and visible part pixels (re-rendered; rendered masks must equal the PNGs)."""
+def ground_truth(dataset, meta, split):
+    """Ground-truth masks and visible part pixels (re-rendered from the generator settings ``meta``,
+    meta.json's ``config``; rendered masks must equal the PNGs)."""
     gt, gts, parts = DatasetGT(dataset), {}, {}
     for image_id in tqdm(dataset.ids, desc="part masks", mininterval=1.0):
-        s = render_sample(seed, int(image_id.rsplit("_", 1)[1]), size, split)
+        s = render_sample(meta["seed"], int(image_id.rsplit("_", 1)[1]), meta["size"], split, **scene_options(meta))
         gts[image_id] = gt.load(image_id)
         if not np.array_equal(s.mask, gts[image_id]):
             raise DataError("re-rendered mask differs from the ground truth", path=gt.path(image_id),
@@ -403,7 +404,7 @@ def main(argv=None):
     oc = train("configs/synthetic/oc.yaml", oc_exp, args,
                [f"train.epochs={args.oc_epochs}", *args.overrides, *args.oc_overrides])
     weights = backbone_file(oc_exp, work / "oc_backbone.pth")
-    gts, parts = ground_truth(dataset, meta["seed"], meta["size"], args.split)
+    gts, parts = ground_truth(dataset, meta, args.split)
     oc_cams, oc["infer_seconds"] = infer(oc_exp, args)
     oc.update(score(oc_cams, dataset, gts, parts, thresholds))
 

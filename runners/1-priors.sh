@@ -10,6 +10,9 @@
 # The default method is P-NOC: the ordinary classifier (configs/$DATASET/oc.yaml: vanilla CAM
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then
 # P-NOC (or P-OC) reads it through method.oc_exp.
+# On the synthetic benchmark no ImageNet weights exist: the OC is trained first for every method
+# and its backbone stands in for them (model.backbone_init), so every method starts from the same
+# trained backbone, as the published ones start from ImageNet's.
 #
 # METHOD=spcam (SP-CAM) needs saliency maps and an association network before its own training:
 # a first vanilla CAM (configs/$DATASET/cam.yaml -> $FIRST_EXP) and its CAMs of the training split,
@@ -23,7 +26,8 @@
 #   DATASET      synthetic | voc | coco                          [synthetic]
 #   DATA_ROOT    dataset root                                    [data/$DATASET]
 #   METHOD       CAM method, configs/$DATASET/$METHOD.yaml       [pnoc]
-#   OC_EXP       ordinary classifier of poc/pnoc (trained first) [$EXP_ROOT/${DATASET}_oc]
+#   OC_EXP       ordinary classifier of poc/pnoc, and on synthetic of every method (trained first)
+#                                                                [$EXP_ROOT/${DATASET}_oc]
 #   FIRST_EXP    spcam: the first CAM (vanilla cam)               [$EXP_ROOT/${DATASET}_cam]
 #   SALIENCY     spcam: saliency of the training split            [runner 2's last maps]
 #   SP_EXP       spcam: association network                       [$EXP_ROOT/${DATASET}_superpixel]
@@ -124,12 +128,16 @@ TRAIN_SPLIT=${TRAIN_SPLIT:-$(config_value "$CONFIG" data.train_split)}
 TRAIN_SPLIT=${TRAIN_SPLIT:-train}
 EXTRA+=("data.train_split=$TRAIN_SPLIT")
 
+OC_EXP=${OC_EXP:-$EXP_ROOT/${DATASET}_oc}
+case "$METHOD" in poc|pnoc) NEED_OC=1 ;; *) NEED_OC=0 ;; esac  # P-OC / P-NOC erase against an OC
+if [ "$NEED_OC" = 1 ] || [ "$DATASET" = synthetic ]; then
+  train_method cam "configs/$DATASET/oc.yaml" "$OC_EXP"
+fi
+if [ "$NEED_OC" = 1 ]; then EXTRA+=("method.oc_exp=$OC_EXP"); fi
+if [ "$DATASET" = synthetic ]; then  # the OC's backbone stands in for ImageNet weights (see above)
+  EXTRA+=("model.backbone_init=$OC_EXP/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
+fi
 case "$METHOD" in
-  poc|pnoc)  # P-OC / P-NOC erase against an ordinary classifier: train it first
-    OC_EXP=${OC_EXP:-$EXP_ROOT/${DATASET}_oc}
-    train_method cam "configs/$DATASET/oc.yaml" "$OC_EXP"
-    EXTRA+=("method.oc_exp=$OC_EXP")
-    ;;
   spcam)  # first CAM -> saliency -> association network (see the header)
     FIRST_EXP=${FIRST_EXP:-$EXP_ROOT/${DATASET}_cam}
     SP_EXP=${SP_EXP:-$EXP_ROOT/${DATASET}_superpixel}

@@ -2,7 +2,8 @@
 # Stage 2, saliency (P-NOC pipeline): C2AM-H trained with the stage-1 CAMs as hints; its
 # activations (multi-scale + flip, 0..255) of the training split, scored over a threshold sweep
 # against the training split's ground truth (P-NOC's evaluation step); its 0/255 masks (threshold
-# SAL_THRESHOLD, 2-label dCRF); PoolNet trained on those masks; PoolNet maps (0..255) of the
+# SAL_THRESHOLD, 2-label dCRF; of the training split only for PoolNet); PoolNet trained on those
+# masks; PoolNet maps (0..255) of the
 # training and evaluation splits; binary fg/bg mIoU of all of them against the ground truth next
 # to the trivial baselines (all foreground, all background, max CAM thresholded).
 #
@@ -54,10 +55,13 @@ infer() {  # infer EXP SPLIT [args...]: saliency PNGs of SPLIT into EXP/saliency
     --out "$exp/saliency/$split" "${FORCE[@]}" "$@"
 }
 
-ccamh_masks() {  # ccamh_masks SPLIT: C2AM-H activations of SPLIT, then its masks at $SAL_THRESHOLD
+ccamh_activations() {  # ccamh_activations SPLIT: C2AM-H activations of SPLIT (0..255 PNGs)
   echo "[2-saliency] C2AM-H activations of $1"
   "${LAUNCH[@]}" tools/infer_saliency.py --exp "$CCAMH" --split "$1" --data "$DATA_ROOT" \
     --out "$CCAMH/activation/$1" "${FORCE[@]}" infer.binarize=false
+}
+
+ccamh_masks() {  # ccamh_masks SPLIT: C2AM-H masks of SPLIT at $SAL_THRESHOLD (its activations must exist)
   if [ "$SAL_THRESHOLD" = best ] && [ ! -f "$CCAMH/threshold.txt" ]; then
     evaluate "C2AM-H activation" "$TRAIN_SPLIT" "$CCAMH/activation/$TRAIN_SPLIT" \
       "$CCAMH/eval_activation_$TRAIN_SPLIT.json"
@@ -119,10 +123,11 @@ echo "[2-saliency] train C2AM-H (hints: $PRIORS/cams/$TRAIN_SPLIT) -> $CCAMH"
 "${LAUNCH[@]}" tools/train_saliency.py --method ccam --config "configs/$DATASET/ccam.yaml" --data "$DATA_ROOT" \
   --exp "$CCAMH" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" "method.cam_dir=$PRIORS/cams/$TRAIN_SPLIT" \
   "${CC_INIT[@]}" "${EXTRA[@]}"
-ccamh_masks "$TRAIN_SPLIT"
+ccamh_activations "$TRAIN_SPLIT"
 
 WITH_POOLNET=${WITH_POOLNET:-1}
-if [ "$WITH_POOLNET" = 1 ]; then
+if [ "$WITH_POOLNET" = 1 ]; then  # PoolNet learns from the masks of the training split
+  ccamh_masks "$TRAIN_SPLIT"
   echo "[2-saliency] train PoolNet on $CCAMH/saliency/$TRAIN_SPLIT -> $POOLNET"
   "${LAUNCH[@]}" tools/train_saliency.py --method poolnet --config "configs/$DATASET/poolnet.yaml" \
     --data "$DATA_ROOT" --exp "$POOLNET" "${FORCE[@]}" "data.train_split=$TRAIN_SPLIT" \
@@ -132,7 +137,8 @@ fi
 
 RESULTS=()
 for split in $EVAL_SPLITS; do
-  [ "$split" = "$TRAIN_SPLIT" ] || ccamh_masks "$split"
+  [ "$split" = "$TRAIN_SPLIT" ] || ccamh_activations "$split"
+  ccamh_masks "$split"
   evaluate "C2AM-H activation" "$split" "$CCAMH/activation/$split" "$CCAMH/eval_activation_$split.json"
   evaluate C2AM-H "$split" "$CCAMH/saliency/$split" "$CCAMH/eval_saliency_$split.json"
   RESULTS+=("$CCAMH/eval_activation_$split.json" "$CCAMH/eval_saliency_$split.json")

@@ -12,6 +12,15 @@
 #   OVERRIDES (key=value config overrides for every stage, e.g. "train.epochs=1").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Expected duration: the stages of the recorded full-size run (benchmarks/results/demo_synthetic.json,
+# 2 idle cores), plus the install on a fresh machine; twice that on a busy or slower machine.
+if [ -z "${SYNTHETIC_ARGS:-}" ] && [ -f benchmarks/results/demo_synthetic.json ]; then
+  RECORDED=$(sed -n 's/.*"total": *\([0-9]*\).*/\1/p' benchmarks/results/demo_synthetic.json | tail -n 1)
+  if [ -n "$RECORDED" ]; then
+    echo "[demo] expected duration: about $(( (RECORDED + 59) / 60 )) min of stages on 2 idle cores" \
+      "(benchmarks/results/demo_synthetic.md), plus ~2 min of install on a fresh machine; up to twice that on a busy one"
+  fi
+fi
 bash runners/0-setup.sh
 PY=${WSSS_VENV:-.venv}/bin/python
 

@@ -8,14 +8,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def load_tool(name):
-    """The ``main`` of ``tools/<name>.py`` (tools are scripts, not a package)."""
+def load_script(path, name=None):
+    """The module of a script that is not in a package (``tools/*.py``, ``benchmarks/*.py``)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(name or path.stem, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.main
+    return mod
+
+
+def load_tool(name):
+    """The ``main`` of ``tools/<name>.py`` (tools are scripts, not a package)."""
+    return load_script(ROOT / "tools" / f"{name}.py").main
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from wsss.cli import run_main
 from wsss.data.io import load_image, load_mask
 from wsss.data.synthetic import (BACKGROUNDS, CLASS_NAMES, CLASSES, GROUPS, NUM_CLASSES, generate,
-                                 render_sample, sample_id)
+                                 render_sample, sample_id, scene_options)
 from wsss.errors import ConfigError, DataError
 
 SMALL = dict(seed=3, n_train=8, n_val=4, size=64, progress=False)
@@ -132,6 +132,34 @@ def test_backgrounds_are_class_correlated():
     # 0.75 by design; background independent of the classes would give at most 2/8
     assert 0.65 <= preferred / n <= 0.85
     assert (per_class.argmax(1) == [c.background for c in CLASSES]).all()
+
+
+def test_context_prior_is_a_parameter():
+    """p_preferred moves the preferred-background rate; 1 and 0 are exact; meta records it only when set."""
+    def rate(p, n=200):
+        samples = [render_sample(7, i, 48, p_preferred=p) for i in range(n)]
+        return np.mean([s.background in {CLASSES[c].background for c in s.classes} for s in samples])
+
+    assert rate(1.0) == 1.0 and rate(0.0) == 0.0
+    assert 0.05 <= rate(0.125) <= 0.25  # nearly uniform: 1/8 for one class, 2/8 for two
+    assert scene_options({"seed": 0}) == {"p_preferred": 0.75}
+    assert scene_options({"p_preferred_background": 0.125}) == {"p_preferred": 0.125}
+
+
+def test_context_prior_in_meta_and_rerender(tmp_path):
+    args = dict(seed=2, n_train=3, n_val=2, size=32, progress=False)
+    generate(tmp_path / "a", **args)
+    generate(tmp_path / "b", **args, p_preferred=0.125)
+    a, b = (json.loads((tmp_path / d / "meta.json").read_text()) for d in "ab")
+    assert "p_preferred_background" not in a["config"] and a["design"]["scene"]["p_preferred_background"] == 0.75
+    assert b["config"]["p_preferred_background"] == 0.125 == b["design"]["scene"]["p_preferred_background"]
+    for i in range(2):  # the masks re-render from meta.json's config
+        s = render_sample(2, i, 32, "val", **scene_options(b["config"]))
+        assert np.array_equal(s.mask, load_mask(tmp_path / "b/SegmentationClass" / f"{sample_id('val', i)}.png"))
+    with pytest.raises(DataError, match="p_preferred_background"):
+        generate(tmp_path / "b", **args)  # a different context prior is another dataset
+    with pytest.raises(ConfigError):
+        generate(tmp_path / "c", **args, p_preferred=1.5)
 
 
 def test_background_colours_overlap_body_colours():

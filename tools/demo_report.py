@@ -25,7 +25,7 @@ ROWS = {
     "saliency": [("synthetic_ccamh", "eval_saliency_val.json", "val", "saliency C2AM-H (fg/bg mIoU)", "2-saliency"),
                  ("synthetic_poolnet", "eval_saliency_val.json", "val", "saliency PoolNet (fg/bg mIoU)", None)],
     "pseudo": [("synthetic_rw", "eval_rw_train.json", "train", "pseudo masks (random walk + label CRF)", "3-rw")],
-    "seg": [("synthetic_deeplabv3plus", "eval_raw_val.json", "val", "DeepLab v3+ (multi-scale + flip)", "4-segmentation")],
+    "seg": [("synthetic_deeplabv3plus", "eval_raw_val.json", "val", "DeepLab v3+ (config scales + flip)", "4-segmentation")],
     "seg_crf": [("synthetic_deeplabv3plus", "eval_crf_val.json", "val", "DeepLab v3+ + dCRF", "4-segmentation")],
 }
 
@@ -85,6 +85,23 @@ def collect(demo):
     return out
 
 
+def checks(summary):
+    """The demo's claims, each ``{"claim", "holds"}``: every stage above its trivial baselines, the
+    pseudo masks above the CAMs, DeepLab at least 5 points above the CAMs and within 2 of its masks."""
+    base, cam = summary["baselines"], summary["cam"]
+    seg, pseudo = summary["seg"]["val"]["miou"], summary["pseudo"]["train"]["miou"]
+    trivial_val = max(base["val"].values())
+    out = [("CAMs (val) above the trivial baselines", cam["val"]["miou"] > trivial_val),
+           ("pseudo masks above the CAMs (train)", pseudo > cam["train"]["miou"]),
+           ("DeepLab (val) above the trivial baselines", seg > trivial_val),
+           ("DeepLab (val) at least 5 points above the CAMs (val)", seg >= cam["val"]["miou"] + 5),
+           ("DeepLab (val) within 2 points of its pseudo masks (train), or above", seg >= pseudo - 2)]
+    sal = base.get("saliency_val") or {}
+    if sal and "ccamh" in summary["saliency"]:
+        out.insert(1, ("saliency above its trivial baselines", summary["saliency"]["ccamh"]["miou"] > max(sal.values())))
+    return [{"claim": c, "holds": bool(h)} for c, h in out]
+
+
 def render(summary, demo):
     lines = ["# wsss demo: the whole pipeline on the synthetic benchmark", "",
              "All numbers are mIoU in percent (background included) against the ground truth.",
@@ -102,6 +119,8 @@ def render(summary, demo):
             lines.append(f"| {name} | {split} | {v:.2f} |")
     for name, v in summary["baselines"].get("saliency_val", {}).items():
         lines.append(f"| saliency: {name} | val | {v:.2f} |")
+    lines += ["", "Claims:", ""]
+    lines += [f"- {'yes' if c['holds'] else '**NO**'}: {c['claim']}" for c in summary["checks"]]
     lines += ["", "Wall time per stage (seconds):", "", "| stage | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v} |" for k, v in summary["seconds"].items()]
     panels = sorted((demo / "panels").glob("*.png"))
@@ -121,12 +140,14 @@ def main():
     summary = collect(demo)
     summary["seconds"] = read_times(args.times)
     summary["data"] = str(args.data)
+    summary["checks"] = checks(summary)
     write_json(demo / "summary.json", summary)
     write_text(demo / "report.md", render(summary, demo))
     s = summary
     print(f"demo: CAM val {s['cam']['val']['miou']:.2f}, pseudo train {s['pseudo']['train']['miou']:.2f}, "
           f"seg val {s['seg']['val']['miou']:.2f} (+CRF {s['seg_crf']['val']['miou']:.2f}) "
-          f"in {s['seconds']['total']} s -> {demo / 'report.md'}")
+          f"in {s['seconds']['total']} s; claims {sum(c['holds'] for c in s['checks'])}/{len(s['checks'])} hold "
+          f"-> {demo / 'report.md'}")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ CLASS_NAMES = tuple(c.name for c in CLASSES)
 NUM_CLASSES = len(CLASSES)
 
 
-def design():
+def design(p_preferred=P_PREFERRED_BACKGROUND):
     """The per-class body/part/background design as plain JSON-able data (stored in meta.json)."""
     return {
         "classes": [{"name": c.name, "group": GROUPS[c.group].name,
@@ -127,7 +127,7 @@ def design():
                      "preferred_background": BACKGROUNDS[c.background].name} for c in CLASSES],
         "backgrounds": [{"name": b.name, "texture": b.texture, "colours": [list(x) for x in b.colours]}
                         for b in BACKGROUNDS],
-        "scene": {"p_preferred_background": P_PREFERRED_BACKGROUND, "p_two_classes": P_TWO_CLASSES,
+        "scene": {"p_preferred_background": float(p_preferred), "p_two_classes": P_TWO_CLASSES,
                   "objects_per_image": [1, 3], "extent_range": list(EXTENT_RANGE),
                   "min_visible_body": MIN_VISIBLE_BODY, "min_visible_part": MIN_VISIBLE_PART,
                   "noise_sigma": NOISE_SIGMA, "jpeg": JPEG_OPTIONS},
@@ -308,14 +308,14 @@ def _rng(seed, index, split):
     return np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index)]))
 
 
-def _choose_scene(rng):
+def _choose_scene(rng, p_preferred=P_PREFERRED_BACKGROUND):
     n_cls = 2 if rng.random() < P_TWO_CLASSES else 1
     classes = [int(c) for c in rng.choice(NUM_CLASSES, n_cls, replace=False)]
     n_obj = int(rng.choice([1, 2, 3], p=N_OBJECTS_P[n_cls]))
     objs = classes + [int(c) for c in rng.choice(classes, n_obj - n_cls)]
     objs = [objs[i] for i in rng.permutation(n_obj)]
     preferred = sorted({CLASSES[c].background for c in classes})
-    if rng.random() < P_PREFERRED_BACKGROUND:
+    if rng.random() < p_preferred:
         bg = int(rng.choice(preferred))
     else:
         bg = int(rng.choice([b for b in range(len(BACKGROUNDS)) if b not in preferred]))
@@ -387,12 +387,17 @@ def _paint_body(image, cls, body, part, angle, centre, scale, rng):
     image[part] = part_colour
 
 
-def render_sample(seed, index, size=128, split="train"):
-    """Render sample ``index`` of ``split`` for ``seed`` deterministically -> :class:`Sample`."""
+def render_sample(seed, index, size=128, split="train", p_preferred=P_PREFERRED_BACKGROUND):
+    """Render sample ``index`` of ``split`` for ``seed`` deterministically -> :class:`Sample`.
+
+    ``p_preferred``: probability that the background is one preferred by a class of the image
+    (the context prior). Another value gives other samples (the random stream moves on
+    differently), with the same distribution of everything else.
+    """
     if size < MIN_SIZE:
         raise ConfigError(f"image size {size} is below {MIN_SIZE} px", fix=f"use --size {MIN_SIZE} or more")
     rng = _rng(seed, index, split)
-    obj_classes, bg = _choose_scene(rng)
+    obj_classes, bg = _choose_scene(rng, p_preferred)
     image = _render_background(bg, size, rng)
     owner = np.full((size, size), -1, np.int16)
     is_part = np.zeros((size, size), bool)
@@ -440,8 +445,8 @@ def save_jpeg(path, image):
 
 
 def _write_one(task):
-    root, seed, size, split, index = task
-    s = render_sample(seed, index, size, split)
+    root, seed, size, split, index, p_preferred = task
+    s = render_sample(seed, index, size, split, p_preferred)
     sid = sample_id(split, index)
     save_jpeg(Path(root) / "JPEGImages" / f"{sid}.jpg", s.image)
     save_index_png(Path(root) / "SegmentationClass" / f"{sid}.png", s.mask)
@@ -452,13 +457,23 @@ def _init_worker():
     cv2.setNumThreads(1)
 
 
-def _config(seed, n_train, n_val, size):
-    return {"generator": "wsss.data.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
-            "size": int(size), "n_train": int(n_train), "n_val": int(n_val)}
+def _config(seed, n_train, n_val, size, p_preferred=P_PREFERRED_BACKGROUND):
+    config = {"generator": "wsss.data.synthetic", "version": GENERATOR_VERSION, "seed": int(seed),
+              "size": int(size), "n_train": int(n_train), "n_val": int(n_val)}
+    if p_preferred != P_PREFERRED_BACKGROUND:  # recorded only when changed: default datasets keep their meta
+        config["p_preferred_background"] = float(p_preferred)
+    return config
 
 
-def _check_args(seed, n_train, n_val, size, workers):
-    checks = [(isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be an integer >= 0, got {seed!r}",
+def scene_options(config):
+    """``render_sample`` keyword arguments of a dataset from its ``meta.json`` ``config``."""
+    return {"p_preferred": float(config.get("p_preferred_background", P_PREFERRED_BACKGROUND))}
+
+
+def _check_args(seed, n_train, n_val, size, workers, p_preferred=P_PREFERRED_BACKGROUND):
+    checks = [(0.0 <= p_preferred <= 1.0, f"p_preferred must be in [0, 1], got {p_preferred!r}",
+               "--p-preferred 0.75"),
+              (isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be an integer >= 0, got {seed!r}",
                "--seed 0"),
               (n_train >= 1, f"need at least 1 training image, got {n_train}", "--train 1 or more"),
               (n_val >= 1, f"need at least 1 validation image, got {n_val}", "--val 1 or more"),
@@ -489,16 +504,20 @@ def _stats(results):
     return split_stats
 
 
-def generate(out_dir, seed=0, n_train=2000, n_val=300, size=128, workers=1, overwrite=False, progress=True):
+def generate(out_dir, seed=0, n_train=2000, n_val=300, size=128, workers=1, overwrite=False, progress=True,
+             p_preferred=P_PREFERRED_BACKGROUND):
     """Write the synthetic dataset in VOC layout under ``out_dir``; return a summary dict.
+
+    ``p_preferred`` sets the context prior (:func:`render_sample`); 1/8 draws the background
+    nearly uniformly (exactly for one-class images).
 
     Skips (``skipped=True``) when ``out_dir/meta.json`` already records the same arguments;
     a different dataset there needs ``overwrite=True``. ``meta.json`` is written last, so an
     interrupted run leaves no meta and is redone from scratch.
     """
-    _check_args(seed, n_train, n_val, size, workers)
+    _check_args(seed, n_train, n_val, size, workers, p_preferred)
     out = Path(out_dir)
-    config = _config(seed, n_train, n_val, size)
+    config = _config(seed, n_train, n_val, size, p_preferred)
     meta_path = out / "meta.json"
     if meta_path.is_file() and not overwrite:
         try:
@@ -507,13 +526,14 @@ def generate(out_dir, seed=0, n_train=2000, n_val=300, size=128, workers=1, over
             old = None
         if old == config:
             return {"out_dir": str(out), "skipped": True, "written": 0, **config}
-        diff = ", ".join(f"{k} {(old or {}).get(k)!r} (asked: {v!r})" for k, v in config.items()
-                         if (old or {}).get(k) != v)
+        old = old or {}
+        diff = ", ".join(f"{k} {old.get(k)!r} (asked: {config.get(k)!r})" for k in sorted(old.keys() | config.keys())
+                         if old.get(k) != config.get(k))
         raise DataError(f"holds a dataset made with other settings: {diff}", path=meta_path,
                         fix="pass --overwrite to regenerate it, or choose another --out")
     if meta_path.is_file():
         meta_path.unlink()  # the dataset is incomplete until the new meta is written
-    tasks = [(str(out), int(seed), int(size), split, i)
+    tasks = [(str(out), int(seed), int(size), split, i, float(p_preferred))
              for split, n in (("train", n_train), ("val", n_val)) for i in range(n)]
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -534,7 +554,8 @@ def generate(out_dir, seed=0, n_train=2000, n_val=300, size=128, workers=1, over
         write_text(out / "ImageSets" / "Segmentation" / f"{split}.txt",
                    "".join(f"{sample_id(split, i)}\n" for i in range(n)))
     write_text(out / "class_names.txt", "".join(f"{n}\n" for n in CLASS_NAMES))
-    meta = {"config": config, "class_names": list(CLASS_NAMES), "design": design(), "stats": _stats(results)}
+    meta = {"config": config, "class_names": list(CLASS_NAMES), "design": design(p_preferred),
+            "stats": _stats(results)}
     write_json(meta_path, meta)
     return {"out_dir": str(out), "skipped": False, "written": len(tasks), **config}
 
