@@ -41,8 +41,9 @@ from ref_common import (PNOC_COMMIT, ROOT, add_reference_args, check_references,
 from ref_data import make_bench_set  # noqa: E402
 
 ROWS = ("cam", "pnoc", "ccamh")
-#: reference-only rows until wsss has the method: psa-style training scripts (ResNet-38, their own
-#: fixed input recipe: long side 448..768, colour jitter, then the crop), timed by optimizer steps
+#: psa-style reference training scripts (ResNet-38, their own fixed input recipe: long side 448..768,
+#: colour jitter, then the crop), timed by optimizer steps; the wsss side trains the same method with
+#: its VOC config (ResNet-38d) at the bench crop, batch and workers
 PSA_ROWS = {
     "icam": {"repo": "icam", "script": "train_cam.py", "cpu": True},
     "cpn": {"repo": "CPN", "script": "train_cpn.py", "cpu": True},
@@ -136,7 +137,9 @@ def prepare_psa(args, data):
 
 
 def wsss_args(row, s, data, work, precision):
-    over = [f"model.backbone={s['backbone']}", "model.weights=null", f"train.batch_size={s['batch']}",
+    # psa-style rows keep their config's ResNet-38d, the reference's network
+    backbone = [] if row in PSA_ROWS else [f"model.backbone={s['backbone']}"]
+    over = [*backbone, "model.weights=null", f"train.batch_size={s['batch']}",
             "train.accumulate=1", f"train.epochs={s['epochs']}", f"train.num_workers={s['workers']}",
             f"train.amp={'bf16' if precision == 'bf16' else 'fp16' if precision == 'fp16' else 'none'}",
             f"train.channels_last={'true' if precision == 'channels_last' else 'false'}",
@@ -147,9 +150,10 @@ def wsss_args(row, s, data, work, precision):
             f"augment.resize_square={s['resize_square']}", f"augment.crop={s['crop']}",
             f"method.cam_dir={data}/cams"]
     size = [f"augment.resize_long=[{s['resize_long'][0]},{s['resize_long'][1]}]", f"augment.crop={s['crop']}"]
-    if row == "cam":
-        return "tools/train_cam.py", ["--config", ROOT / "configs/voc/cam.yaml", "--data", data,
-                                      "--exp", f"{work}/wsss_cam", "--overwrite"] + over + size
+    if row == "cam" or row in PSA_ROWS:  # the psa-style rows: the method's VOC recipe, the bench crop
+        size = size if row == "cam" else [f"augment.crop={s['crop']}"]
+        return "tools/train_cam.py", ["--config", ROOT / f"configs/voc/{row}.yaml", "--data", data,
+                                      "--exp", f"{work}/wsss_{row}", "--overwrite"] + over + size
     return "tools/train_cam.py", ["--config", ROOT / "configs/voc/pnoc.yaml", "--data", data,
                                   "--exp", f"{work}/wsss_pnoc", "--overwrite", f"method.oc_exp={work}/wsss_oc"
                                   ] + over + size
