@@ -8,10 +8,11 @@ For every method M of ``wsss.cams.METHODS`` that has ``configs/synthetic/M.yaml`
 backbone (the configs' ResNet-18 w32) and the same budget per stage (the stage configs):
 
 0. ``oc`` (once, shared): the ordinary classifier (``configs/synthetic/oc.yaml``), whose backbone
-   every method starts from (it stands in for ImageNet weights, ``runners/1-priors.sh``) and
-   which P-OC / P-NOC also erase against. Timed on its own.
-1. ``priors``: ``runners/1-priors.sh`` with ``METHOD=M``: train M from the OC's backbone, infer
-   its CAMs (train + val), score them.
+   every method but P-OC / P-NOC starts from (it stands in for ImageNet weights,
+   ``runners/1-priors.sh``) and which P-OC / P-NOC erase against. Timed on its own.
+1. ``priors``: ``runners/1-priors.sh`` with ``METHOD=M``: train M (2 epochs from the OC's
+   backbone; P-OC / P-NOC 4 epochs from scratch, their synthetic recipe), infer its CAMs
+   (train + val), score them.
 2. ``saliency``: ``runners/2-saliency.sh`` without PoolNet: C2AM-H trained on M's CAMs; its
    activations feed the affinity labels (as in the demo). Skipped when M's config says
    ``pipeline.saliency: none`` (the affinity labels then come from the CAMs alone).
@@ -222,7 +223,7 @@ def render_table(results, shared=None, baseline="cam"):
                                                + [str(int(round(total)))]) + " |")
     if shared and shared.get("oc"):
         lines += ["", f"Shared by every method: the ordinary classifier (4 epochs; its backbone stands in for ImageNet "
-                  f"weights, P-OC / P-NOC also erase against it), {shared['oc']['seconds']:.0f} s."]
+                  f"weights for every method but P-OC / P-NOC, which erase against it), {shared['oc']['seconds']:.0f} s."]
     if baseline in results:
         b = results[baseline]["cam_miou"]
         lines += ["", f"CAM mIoU against vanilla CAM ({b:.2f}): "

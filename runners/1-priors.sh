@@ -11,8 +11,8 @@
 # with RandAugment + label smoothing) is trained first into $OC_EXP (skipped when finished), then
 # P-NOC (or P-OC) reads it through method.oc_exp.
 # On the synthetic benchmark no ImageNet weights exist: the OC is trained first for every method
-# and its backbone stands in for them (model.backbone_init), so every method starts from the same
-# trained backbone, as the published ones start from ImageNet's.
+# and its backbone stands in for them (model.backbone_init), so every method but P-OC / P-NOC
+# starts from the same trained backbone, as the published ones start from ImageNet's.
 #
 # METHOD=spcam (SP-CAM) needs saliency maps and an association network before its own training:
 # a first vanilla CAM (configs/$DATASET/cam.yaml -> $FIRST_EXP) and its CAMs of the training split,
@@ -28,6 +28,7 @@
 #   METHOD       CAM method, configs/$DATASET/$METHOD.yaml       [pnoc]
 #   OC_EXP       ordinary classifier of poc/pnoc, and on synthetic of every method (trained first)
 #                                                                [$EXP_ROOT/${DATASET}_oc]
+#   OC_INIT      synthetic: 1 = start the method from the OC's backbone  [1, but 0 for poc/pnoc]
 #   FIRST_EXP    spcam: the first CAM (vanilla cam)               [$EXP_ROOT/${DATASET}_cam]
 #   SALIENCY     spcam: saliency of the training split            [runner 2's last maps]
 #   SP_EXP       spcam: association network                       [$EXP_ROOT/${DATASET}_superpixel]
@@ -38,7 +39,7 @@
 #   EXP          this run's folder                               [$EXP_ROOT/${DATASET}_$METHOD]
 #   TRAIN_SPLIT  training split (CAMs are inferred for it too)   [the config's data.train_split]
 #   EVAL_SPLITS  splits whose CAMs are scored                    [train val]
-#   OVERRIDES    extra key=value config overrides, space-separated
+#   OVERRIDES    extra key=value config overrides, space-separated (method.* ones reach $METHOD only)
 # A method whose config names its own threshold sweep (infer.thresholds, e.g. CPN's 0.20:0.59:0.01
 # on its halved maps) is scored with it too (eval_cam_<split>_method.json), next to the toolkit's.
 # Reruns skip finished work (checkpoints, CAM files, scores); set OVERWRITE=1 to redo everything.
@@ -58,12 +59,17 @@ OVERWRITE=${OVERWRITE:-0}
 
 source runners/common.sh
 
-# train_method METHOD CONFIG EXP [overrides...]: train (resumes; skips a finished run)
+# train_method METHOD CONFIG EXP [overrides...]: train (resumes; skips a finished run). A helper
+# training of another method (the OC, SP-CAM's first CAM) gets OVERRIDES without its method.* keys,
+# which belong to $METHOD.
 train_method() {
-  local method=$1 config=$2 exp=$3; shift 3
+  local method=$1 config=$2 exp=$3 extra=() w; shift 3
+  for w in "${EXTRA[@]}"; do
+    if [ "$method" = "$METHOD" ] || [[ "$w" != method.* ]]; then extra+=("$w"); fi
+  done
   echo "[1-priors] train $method ($config) -> $exp"
   "${LAUNCH[@]}" tools/train_cam.py --method "$method" --config "$config" --data "$DATA_ROOT" --exp "$exp" \
-    "${FORCE[@]}" "${EXTRA[@]}" "$@"
+    "${FORCE[@]}" "${extra[@]}" "$@"
 }
 
 # infer_cams EXP SPLIT: multi-scale CAMs of SPLIT into EXP/cams/SPLIT
@@ -134,7 +140,10 @@ if [ "$NEED_OC" = 1 ] || [ "$DATASET" = synthetic ]; then
   train_method cam "configs/$DATASET/oc.yaml" "$OC_EXP"
 fi
 if [ "$NEED_OC" = 1 ]; then EXTRA+=("method.oc_exp=$OC_EXP"); fi
-if [ "$DATASET" = synthetic ]; then  # the OC's backbone stands in for ImageNet weights (see above)
+# P-OC / P-NOC, which erase against the OC, train from scratch on synthetic (OC_INIT=1 starts them
+# from its backbone too; configs/synthetic/poc.yaml has the measurement)
+OC_INIT=${OC_INIT:-$([ "$NEED_OC" = 1 ] && echo 0 || echo 1)}
+if [ "$DATASET" = synthetic ] && [ "$OC_INIT" = 1 ]; then  # the OC's backbone stands in for ImageNet weights
   EXTRA+=("model.backbone_init=$OC_EXP/checkpoints/last.pth" "model.backbone_init_prefix=net.backbone.")
 fi
 case "$METHOD" in
