@@ -109,10 +109,12 @@ def machine():
 
 
 def harness_cmd(python, script, args, timing, *, paths=(), cwd=None, max_steps=None, fixed_batch=False,
-                cpu_cuda=False, options=()):
-    """Command line that runs ``script args`` under ref_harness.py's timing hooks (``options``:
-    more ref_harness.py flags)."""
+                cpu_cuda=False, bar=None, options=()):
+    """Command line that runs ``script args`` under ref_harness.py's timing hooks (``bar``: time
+    only the progress bars whose description matches this regex; ``options``: more ref_harness.py flags)."""
     cmd = [str(python), str(HARNESS), "--timing", str(timing), *options]
+    if bar:
+        cmd += ["--bar", bar]
     for p in paths:
         cmd += ["--path", str(p)]
     if cwd:

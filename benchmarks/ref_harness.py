@@ -10,6 +10,8 @@ Both sides run unmodified; the hooks are the same for both:
   time it yields an item or is ``update()``d: the loop of a training script or an inference
   script is timed item by item, data loading included, without touching its code. With
   ``--max-steps N`` the process writes the timings and exits at once after the N-th item.
+  ``--bar REGEX`` times only the bars whose description matches (wsss's training loop is
+  ``epoch i/n``; its data checks have bars of their own before it).
 - ``--fixed-batch``: every DataLoader yields its first batch again and again (a copy each
   time; the workers are shut down after the first batch): the pure model step, no data loading.
 - ``--time-optimizer``: time the steps of the first optimizer instead (scripts without a
@@ -25,12 +27,13 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import resource
 import runpy
 import sys
 import time
 
-STATE = {"events": [], "bars": 0, "max_steps": None, "out": None, "items": 0, "written": False}
+STATE = {"events": [], "bars": 0, "max_steps": None, "out": None, "items": 0, "written": False, "bar": None}
 
 
 def dump():
@@ -62,23 +65,27 @@ def install_tqdm_hook():
     class TimedTqdm(base):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            self._bench_iterating = False
+            self._bench_id = None  # not timed
+            if STATE["bar"] is not None and not STATE["bar"].search(self.desc or ""):
+                return
             STATE["bars"] += 1
             self._bench_id = STATE["bars"]
-            self._bench_iterating = False
             STATE["events"].append([self._bench_id, time.perf_counter(), 0, time.process_time()])
 
         def __iter__(self):
             self._bench_iterating = True  # tqdm's __iter__ calls update() itself: count items once
             try:
                 for item in super().__iter__():
-                    record(self._bench_id, 1)
+                    if self._bench_id is not None:
+                        record(self._bench_id, 1)
                     yield item
             finally:
                 self._bench_iterating = False
 
         def update(self, n=1):
             out = super().update(n)
-            if n and not self._bench_iterating:
+            if n and not self._bench_iterating and self._bench_id is not None:
                 record(self._bench_id, n)
             return out
 
@@ -148,6 +155,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--timing", required=True, help="write the timings (JSON) here")
     ap.add_argument("--max-steps", type=int, default=None, help="exit after this many progress-bar items")
+    ap.add_argument("--bar", default=None, help="time only progress bars whose description matches this regex")
     ap.add_argument("--fixed-batch", action="store_true", help="DataLoaders repeat their first batch")
     ap.add_argument("--cpu-cuda", action="store_true", help="no-op .cuda() / torch.cuda.device without CUDA")
     ap.add_argument("--legacy", action="store_true",
@@ -162,6 +170,7 @@ def main():
     a = ap.parse_args()
     STATE["out"] = os.path.abspath(a.timing)
     STATE["max_steps"] = a.max_steps
+    STATE["bar"] = re.compile(a.bar) if a.bar else None
     script = os.path.abspath(a.script)
     for p in reversed([os.path.abspath(p) for p in a.path]):
         sys.path.insert(0, p)

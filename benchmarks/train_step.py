@@ -207,7 +207,8 @@ def timed_run(args, side, row, mode, s, data, pnoc, precision, tag):
         env = reference_env(args, pnoc)
     else:
         script, a = wsss_args(row, s, data, work, precision)
-        cmd = harness_cmd(sys.executable, ROOT / script, a, timing, max_steps=steps, fixed_batch=mode == "step")
+        cmd = harness_cmd(sys.executable, ROOT / script, a, timing, max_steps=steps, fixed_batch=mode == "step",
+                          bar=r"^epoch \d")  # the training loop, not the data checks before it
         env = wsss_env()
     info = run(cmd, work / "runs" / f"{tag}.log", env=env)
     walls, cpus, rss = item_seconds(timing, args.warmup)

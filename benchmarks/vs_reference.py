@@ -104,7 +104,7 @@ def infer_run(args, side, data, pnoc, exp, split, tag, workers=2):
     else:
         cmd = harness_cmd(sys.executable, ROOT / "tools/infer_cam.py",
                           ["--exp", exp, "--split", split, "--data", data, "--out", out, "--overwrite",
-                           f"infer.num_workers={workers}", "infer.batch_size=1"], timing)
+                           f"infer.num_workers={workers}", "infer.batch_size=1"], timing, bar="^cams ")
         env = wsss_env()
     info = run(cmd, work / "runs" / f"{tag}.log", env=env)
     walls, _, rss = item_seconds(timing, args.infer_warmup)
