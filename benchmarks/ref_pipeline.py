@@ -23,6 +23,7 @@ def reference_dataset(args):
     import datasets  # the reference's package
 
     lo, hi = (int(v) for v in args.resize_long.split(","))
+    data = {"dataset": "voc", "root": args.data, "train_split": "train"}
     if args.row == "ccamh":
         ts = datasets.custom_data_source("voc12", f"{args.data}/", "bench_train", masks_dir=f"{args.data}/cams_npy/",
                                          split="train")
@@ -37,17 +38,18 @@ def wsss_dataset(args):
     sys.path.insert(0, str(ROOT))
     from wsss.cams import METHODS
     from wsss.config import load_config
-    from wsss.data import build_dataset, collate
-    from wsss.saliency import SALIENCY_METHODS
+    from wsss.data import collate
+    from wsss.saliency import SALIENCY_TASKS
 
     lo, hi = (int(v) for v in args.resize_long.split(","))
+    data = {"dataset": "voc", "root": args.data, "train_split": "train"}
     if args.row == "ccamh":
         cfg = load_config(ROOT / "configs/voc/ccam.yaml", [f"augment.resize_square={int(args.crop * 1.15)}",
                                                            f"augment.crop={args.crop}", f"method.cam_dir={args.data}/cams"])
-        return SALIENCY_METHODS.get("ccam")().train_dataset(cfg, build_dataset("voc", args.data, "train")), collate
+        return SALIENCY_TASKS.get("ccam").train_dataset(cfg, data), collate
     cfg = load_config(ROOT / "configs/voc/cam.yaml", [f"augment.resize_long=[{lo},{hi}]", f"augment.crop={args.crop}"])
     # P-NOC's generator reads the same pipeline as vanilla CAM (PuzzleOC.train_dataset adds a check only)
-    return METHODS.get("cam").train_dataset(cfg, "voc", args.data, "train"), collate
+    return METHODS.get("cam").train_dataset(cfg, data), collate
 
 
 def main(argv=None):
