@@ -210,7 +210,7 @@ def render_table(results, shared=None, baseline="cam"):
     """Markdown table of ``results`` ({method: row}); ``shared``: {"oc": seconds} of the shared OC."""
     head = ("| method | CAM mIoU | t | fg recall | contour F | C2AM-H | pseudo masks (train) | DeepLab val | + dCRF | "
             "s: priors | saliency | postprocess | segmentation | total |")
-    lines = [head, "|" + " --- |" * 1 + " ---: |" * 14]
+    lines = [head, "| --- |" + " ---: |" * (head.count("|") - 2)]
     fmt = lambda v: "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)  # noqa: E731
     for m, r in results.items():
         s = r["stages"]

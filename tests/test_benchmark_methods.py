@@ -66,6 +66,7 @@ def test_table_and_figure(bench, tmp_path):
                                                  "segmentation": 60})}
     table = bench.render_table(results, {"oc": {"seconds": 90.0}})
     lines = table.splitlines()
+    assert lines[0].count("|") == lines[1].count("|") == lines[2].count("|")  # one separator per column
     assert lines[2].startswith("| cam | 36.00 | 0.50 |") and lines[2].endswith("| 100 | - | 50 | 60 | 210 |")
     assert lines[3].endswith("| 150 | 40 | 50 | 60 | 300 |")
     assert "ordinary classifier" in table and "90 s" in table
