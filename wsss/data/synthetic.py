@@ -544,7 +544,9 @@ def generate(out_dir, seed=0, n_train=2000, n_val=300, size=128, workers=1, over
             results.append(_write_one(t))
             bar.update()
     else:
-        with multiprocessing.Pool(workers, initializer=_init_worker) as pool:
+        # spawn, not fork: a forked child inherits OpenCV's thread pool from a parent that has used
+        # it, and cv2.setNumThreads in the child then deadlocks (seen in the test suite)
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
             results = []
             for r in pool.imap(_write_one, tasks, chunksize=16):
                 results.append(r)
