@@ -23,7 +23,6 @@ def reference_dataset(args):
     import datasets  # the reference's package
 
     lo, hi = (int(v) for v in args.resize_long.split(","))
-    data = {"dataset": "voc", "root": args.data, "train_split": "train"}
     if args.row == "ccamh":
         ts = datasets.custom_data_source("voc12", f"{args.data}/", "bench_train", masks_dir=f"{args.data}/cams_npy/",
                                          split="train")
