@@ -26,7 +26,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from wsss.data.io import write_json  # noqa: E402
-from wsss.postprocess.crf import crf_from_labels, parallel_map  # noqa: E402
+from wsss.parallel import parallel_map  # noqa: E402
+from wsss.postprocess.crf import crf_from_labels  # noqa: E402
 
 
 def make_job(seed, h=375, w=500, n_labels=3):

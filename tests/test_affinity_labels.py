@@ -8,7 +8,7 @@ from wsss.affinity.labels import affinity_labels, combine_confident, label_file_
 from wsss.data import build_dataset
 from wsss.data.io import load_mask, save_cam, save_gray_png, save_index_png
 from wsss.errors import ConfigError, DataError
-from wsss.postprocess.crf import parallel_map
+from wsss.parallel import parallel_map
 
 NO_CRF = {"preset": "irn", "t": 0}  # zero mean-field iterations: the CRF returns its unary's argmax
 

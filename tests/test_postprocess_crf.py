@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from wsss.errors import DataError
-from wsss.postprocess.crf import CRF_PRESETS, CRFParams, crf_from_labels, crf_from_probs, crf_params, parallel_map
+from wsss.parallel import parallel_map
+from wsss.postprocess.crf import CRF_PRESETS, CRFParams, crf_from_labels, crf_from_probs, crf_params
 
 
 def toy(h=24, w=32, seed=0):

@@ -43,7 +43,7 @@ from wsss.engine import barrier, init_distributed, load_weights, resolve_device,
 from wsss.engine.checkpoint import extract_state_dict, load_checkpoint
 from wsss.engine.distributed import all_reduce_sum
 from wsss.errors import ConfigError, DataError
-from wsss.postprocess.crf import parallel_map
+from wsss.parallel import parallel_map
 from wsss.postprocess.pseudo import foreground_keys, pad_background, pseudo_mask_job
 from wsss.stage import stage_task
 

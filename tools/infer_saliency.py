@@ -28,7 +28,7 @@ from wsss.data import build_dataset, detect_dataset
 from wsss.data.io import remove_stale_temporaries, save_gray_png
 from wsss.engine import is_main, load_checkpoint, resolve_device, shard
 from wsss.errors import ConfigError
-from wsss.postprocess.crf import parallel_map
+from wsss.parallel import parallel_map
 from wsss.saliency import SALIENCY_METHODS
 from wsss.saliency.methods import predict_and_save
 

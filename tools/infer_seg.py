@@ -39,7 +39,8 @@ from wsss.engine import distributed as du
 from wsss.engine.checkpoint import load_checkpoint
 from wsss.engine.trainer import AMP_DTYPES
 from wsss.errors import CheckpointError, ConfigError
-from wsss.postprocess import crf_from_probs, crf_params, parallel_map
+from wsss.parallel import parallel_map
+from wsss.postprocess import crf_from_probs, crf_params
 from wsss.segmentation import image_logits
 from wsss.segmentation.inference import INPUT_RESIZES
 from wsss.stage import stage_task

@@ -23,7 +23,7 @@ from wsss.config import load_config, save_config
 from wsss.data import build_dataset
 from wsss.data.io import remove_stale_temporaries
 from wsss.errors import ConfigError
-from wsss.postprocess.crf import parallel_map
+from wsss.parallel import parallel_map
 
 
 def parse_args(argv=None):

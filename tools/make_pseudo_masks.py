@@ -25,7 +25,8 @@ from wsss.config import save_config
 from wsss.data import build_dataset, detect_dataset
 from wsss.data.io import find_cam, load_cam, remove_stale_temporaries
 from wsss.errors import ConfigError
-from wsss.postprocess.crf import CRF_PRESETS, parallel_map
+from wsss.parallel import parallel_map
+from wsss.postprocess.crf import CRF_PRESETS
 from wsss.postprocess.pseudo import foreground_keys, pad_background, pseudo_mask_job
 
 

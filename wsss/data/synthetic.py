@@ -24,7 +24,6 @@ See docs/methods/synthetic.md.
 import functools
 import json
 import math
-import multiprocessing
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from ..parallel import parallel_map
 from .io import atomic_path, save_index_png, write_json, write_text
 
 GENERATOR_VERSION = 1
@@ -444,17 +444,13 @@ def save_jpeg(path, image):
         Image.fromarray(image).save(tmp, format="JPEG", **JPEG_OPTIONS)
 
 
-def _write_one(task):
+def _write_one(_state, task):
     root, seed, size, split, index, p_preferred = task
     s = render_sample(seed, index, size, split, p_preferred)
     sid = sample_id(split, index)
     save_jpeg(Path(root) / "JPEGImages" / f"{sid}.jpg", s.image)
     save_index_png(Path(root) / "SegmentationClass" / f"{sid}.png", s.mask)
     return split, s.classes, s.background, [o["part_fraction"] for o in s.objects], float((s.mask > 0).mean())
-
-
-def _init_worker():
-    cv2.setNumThreads(1)
 
 
 def _config(seed, n_train, n_val, size, p_preferred=P_PREFERRED_BACKGROUND):
@@ -538,19 +534,10 @@ def generate(out_dir, seed=0, n_train=2000, n_val=300, size=128, workers=1, over
     for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=len(tasks), desc="synthetic", unit="img", disable=not progress)
-    if workers == 1:
-        results = []
-        for t in tasks:
-            results.append(_write_one(t))
-            bar.update()
-    else:
-        # spawn, not fork: a forked child inherits OpenCV's thread pool from a parent that has used
-        # it, and cv2.setNumThreads in the child then deadlocks (seen in the test suite)
-        with multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
-            results = []
-            for r in pool.imap(_write_one, tasks, chunksize=16):
-                results.append(r)
-                bar.update()
+    results = []
+    for r in parallel_map(_write_one, tasks, workers=workers):
+        results.append(r)
+        bar.update()
     bar.close()
     for split, n in (("train", n_train), ("val", n_val)):
         write_text(out / "ImageSets" / "Segmentation" / f"{split}.txt",

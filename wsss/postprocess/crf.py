@@ -1,4 +1,4 @@
-"""Dense CRF (Krähenbühl & Koltun) on ``pydensecrf2``, named parameter presets, and a process pool.
+"""Dense CRF (Krähenbühl & Koltun) on ``pydensecrf2`` and named parameter presets.
 
 Two unaries, as in the reference pipelines:
 
@@ -21,16 +21,10 @@ deeplabv1  1    3 / 3          32 / 13 / 10          -       DeepLab-v1 of SEAM 
                                                              (lib/utils/DenseCRF.py)
 ========== ==== ============== ===================== ======= ======================================
 
-:func:`parallel_map` runs a per-image function over a dataset in worker processes (spawn by
-default, so it is safe whatever the parent imported), in order, with the same result as a
-single process.
-
 See docs/methods/pseudo-masks.md.
 """
 
-import collections
 import dataclasses
-import multiprocessing
 
 import numpy as np
 
@@ -127,41 +121,3 @@ def crf_from_labels(image, labels, n_labels, params="irn"):
         return np.zeros(labels.shape, dtype=np.int64)
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=p.gt_prob, zero_unsure=False)
     return _inference(image, unary, n_labels, p).argmax(0)
-
-
-# ---------------------------------------------------------------------------------------------
-# process pool
-
-_WORKER = {}
-
-
-def _init_worker(fn, state):
-    _WORKER["fn"], _WORKER["state"] = fn, state
-
-
-def _call(item):
-    return _WORKER["fn"](_WORKER["state"], item)
-
-
-def parallel_map(fn, items, workers=1, state=None, start_method="spawn", max_pending=None):
-    """Yield ``fn(state, item)`` for every item, in order, using ``workers`` processes.
-
-    ``fn`` must be a module-level function and ``state`` picklable; ``state`` (e.g. the dataset
-    and the settings) is sent once per worker. ``items`` is consumed lazily in the calling
-    process, with at most ``max_pending`` (default ``4 * workers``) items in flight, so it may
-    be a generator doing torch work. ``workers <= 1`` runs inline with identical results.
-    """
-    if workers <= 1:
-        for item in items:
-            yield fn(state, item)
-        return
-    ctx = multiprocessing.get_context(start_method)
-    limit = max_pending or 4 * workers
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(fn, state)) as pool:
-        pending = collections.deque()
-        for item in items:
-            pending.append(pool.apply_async(_call, (item,)))
-            while len(pending) >= limit:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
