@@ -29,7 +29,9 @@ pseudo masks' mIoU on the training split, DeepLab's val mIoU with and without dC
 wall time and CPU time per stage. Everything is resumable: a finished (method, stage) is skipped
 (``--overwrite`` redoes it); the runners resume unfinished stages; the results of every method
 found in ``--work`` are (re)collected into ``--out`` at the end, so a new method costs one run
-of this command.
+of this command; rows of ``--out`` for methods that ``--work`` does not hold (an earlier run's
+work folder) are kept, marked with the command that made them, when they were made on the same
+data.
 """
 
 import argparse
@@ -206,6 +208,24 @@ def collect(method, args, gt_cache):
     return row
 
 
+def keep_earlier_rows(out, results, data):
+    """``({method: row}, shared)`` of the earlier results file ``out`` for the methods that
+    ``results`` (this run's work folder) lacks, when that run used the same ``data``; each kept
+    row names the command that made it (``row["run"]``). Lets a table grow one method at a time
+    after the work folder of an earlier run is gone."""
+    out = Path(out)
+    if not out.is_file():
+        return {}, {}
+    earlier = json.loads(out.read_text())
+    if earlier.get("data") != data:
+        print(f"[methods_synthetic] {out}: made on other data ({earlier.get('data')}), its rows are not kept",
+              flush=True)
+        return {}, {}
+    kept = {m: {**r, "run": r.get("run", earlier.get("command"))}
+            for m, r in earlier.get("results", {}).items() if m not in results}
+    return kept, earlier.get("shared", {})
+
+
 def render_table(results, shared=None, baseline="cam"):
     """Markdown table of ``results`` ({method: row}); ``shared``: {"oc": seconds} of the shared OC."""
     head = ("| method | CAM mIoU | t | fg recall | contour F | C2AM-H | pseudo masks (train) | DeepLab val | + dCRF | "
@@ -224,6 +244,13 @@ def render_table(results, shared=None, baseline="cam"):
     if shared and shared.get("oc"):
         lines += ["", f"Shared by every method: the ordinary classifier (4 epochs; its backbone stands in for ImageNet "
                   f"weights for every method but P-OC / P-NOC, which erase against it), {shared['oc']['seconds']:.0f} s."]
+    runs = {}
+    for m, r in results.items():
+        if r.get("run"):
+            runs.setdefault(r["run"], []).append(m)
+    for run, ms in runs.items():
+        lines += ["", f"Kept from an earlier run (its work folder was not available to this one): {', '.join(ms)}, "
+                  f"made by `{run}`."]
     if baseline in results:
         b = results[baseline]["cam_miou"]
         lines += ["", f"CAM mIoU against vanilla CAM ({b:.2f}): "
@@ -318,14 +345,17 @@ def main(argv=None):
     for m, config in available.items():  # every finished method of the work folder, in registry order
         if config and (work / m / "stages" / "segmentation.json").is_file():
             results[m] = collect(m, args, gt_cache)
-    order = ["cam"] + [m for m in results if m != "cam"]
-    results = {m: results[m] for m in order if m in results}
-    shared = {"oc": stage_seconds(work / "oc" / "stages" / "oc.json")} if (work / "oc/stages/oc.json").is_file() else {}
     out = Path(args.out)
+    data = json.loads((Path(args.data) / "meta.json").read_text())["config"]
+    kept, shared = keep_earlier_rows(out, results, data)
+    results = {**results, **kept}
+    order = ["cam"] + [m for m in available if m != "cam"]
+    results = {m: results[m] for m in order if m in results}
+    if (work / "oc/stages/oc.json").is_file():
+        shared = {"oc": stage_seconds(work / "oc" / "stages" / "oc.json")}
     record = run_record()
     write_json(out, {"benchmark": "methods_synthetic", "definitions": DEFINITIONS,
-                     "data": json.loads((Path(args.data) / "meta.json").read_text())["config"],
-                     "shared": shared, "results": results, **record})
+                     "data": data, "shared": shared, "results": results, **record})
     md = ["# Every CAM method through the whole pipeline (synthetic benchmark)", "",
           f"Command: `{record['command']}`", "", render_table(results, shared),
           f"![methods side by side]({out.with_suffix('.png').name})", ""]

@@ -76,6 +76,23 @@ def test_table_and_figure(bench, tmp_path):
     assert img is not None and img.shape[0] == 360 and (img < 250).any()
 
 
+def test_rows_of_an_earlier_run_are_kept_for_methods_this_run_lacks(bench, tmp_path):
+    data = {"generator": "wsss.data.synthetic", "seed": 0, "n_train": 2000}
+    out = tmp_path / "m.json"
+    out.write_text(json.dumps({"data": data, "command": "python benchmarks/methods_synthetic.py --methods cam,pnoc",
+                               "shared": {"oc": {"seconds": 90.0}},
+                               "results": {"cam": _row(36.0, 44.0, 45.0, {"priors": 100}),
+                                           "pnoc": _row(39.0, 48.0, 46.0, {"priors": 300})}}))
+    now = {"pnoc": _row(40.0, 49.0, 47.0, {"priors": 280})}
+    kept, shared = bench.keep_earlier_rows(out, now, data)
+    assert list(kept) == ["cam"] and kept["cam"]["cam_miou"] == 36.0 and shared["oc"]["seconds"] == 90.0
+    assert kept["cam"]["run"] == "python benchmarks/methods_synthetic.py --methods cam,pnoc"
+    table = bench.render_table({**kept, **now})
+    assert "Kept from an earlier run" in table and ": cam, made by" in table and "pnoc +4.00" in table
+    assert bench.keep_earlier_rows(out, now, {**data, "seed": 1}) == ({}, {})  # other data: nothing kept
+    assert bench.keep_earlier_rows(tmp_path / "none.json", now, data) == ({}, {})
+
+
 @pytest.mark.slow
 def test_the_script_end_to_end_on_a_tiny_set(tmp_path):
     """The whole command on 24 / 6 images of 64 px, one epoch per stage, for vanilla CAM: every stage
