@@ -117,14 +117,26 @@ def _require(path, what):
     return path
 
 
-def load_image(path):
-    """Read an image as an RGB uint8 array (H, W, 3); clear error if missing or corrupt."""
+def open_image(path):
+    """Read an image as a decoded RGB PIL image; clear error if missing or corrupt. Datasets
+    keep it so until their transform's first resize (:mod:`wsss.data.transforms`)."""
     path = _require(path, "image")
     try:
         with Image.open(path) as im:
-            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy
+            im.load()
+            return im if im.mode == "RGB" else im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot decode image ({e})", path=path, fix="re-download or remove this file") from None
+
+
+def load_image(path):
+    """Read an image as an RGB uint8 array (H, W, 3); clear error if missing or corrupt."""
+    return np.asarray(open_image(path))
+
+
+def image_hw(image):
+    """(H, W) of a sample's image, array or PIL image."""
+    return (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
 
 
 def load_mask(path):

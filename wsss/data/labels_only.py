@@ -5,12 +5,17 @@ dataset reads it from the XML or the mask, as always) and then drops the mask BE
 transform, so no crop, flip or batch of a CAM method ever holds ground-truth pixels.
 """
 
+from .maps import raw_sample
+from .transforms import apply_transform
+
 
 class LabelsOnly:
     """``dataset`` (built without transform) with ``mask = None``, then ``transform``; other
     attributes (``ids``, ``class_names``, ``num_classes``, ``root``) are the dataset's."""
 
     def __init__(self, dataset, transform=None):
+        if getattr(dataset, "transform", None) is not None:
+            raise ValueError("LabelsOnly applies its own transform: build the dataset without one")
         self.dataset = dataset
         self.transform = transform
 
@@ -23,7 +28,6 @@ class LabelsOnly:
         return len(self.dataset)
 
     def __getitem__(self, index):
-        sample = {**self.dataset[index], "mask": None}
-        sample = self.transform(sample) if self.transform is not None else sample
+        sample = apply_transform(self.transform, {**raw_sample(self.dataset, index), "mask": None})
         sample["mask"] = None  # the transform's ToTensor fills an absent mask with 255: drop it
         return sample

@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import ConfigError, DataError
-from .io import find_cam, load_cam
+from .io import find_cam, image_hw, load_cam
+from .transforms import apply_transform
 
 
 def _read_png(path, what, fix):
@@ -103,7 +104,7 @@ class MapSource:
                 raise DataError(f"{self.what} file for {i!r} not found", path=p, fix=self.fix)
 
     def __call__(self, sample):
-        return {self.name: self.read(self.path(sample["id"]), sample["image"].shape[:2])}
+        return {self.name: self.read(self.path(sample["id"]), image_hw(sample["image"]))}
 
 
 class PngMap(MapSource):
@@ -152,12 +153,12 @@ class ValidMap(MapSource):
         pass
 
     def __call__(self, sample):
-        return {self.name: np.ones(sample["image"].shape[:2], np.float32)}
+        return {self.name: np.ones(image_hw(sample["image"]), np.float32)}
 
 
 def raw_sample(dataset, index):
-    """``dataset``'s sample before its transform (``load_sample``, or ``dataset[index]`` when it
-    has no transform)."""
+    """``dataset``'s sample before its transform (``load_sample``, its image still the decoded
+    PIL image, or ``dataset[index]`` when it has no transform)."""
     if hasattr(dataset, "load_sample"):
         return dataset.load_sample(index)
     if getattr(dataset, "transform", None) is None:
@@ -189,7 +190,7 @@ class MapDataset:
         return len(self.base)
 
     def load_sample(self, index):
-        """The base's untransformed sample with the sources' maps added."""
+        """The base's untransformed sample (PIL image) with the sources' maps added."""
         sample = dict(raw_sample(self.base, index))
         maps = dict(sample.get("maps") or {})
         for source in self.sources:
@@ -198,8 +199,7 @@ class MapDataset:
         return sample
 
     def __getitem__(self, index):
-        sample = self.load_sample(index)
-        return self.transform(sample) if self.transform is not None else sample
+        return apply_transform(self.transform, self.load_sample(index))
 
 
 def attach_maps(dataset, *sources, transform=None):
