@@ -1,5 +1,6 @@
 """The training data pipeline's shortcuts give the samples of the plain computation: the decoded
-PIL image kept until the first resize (against decode to an array, then a PIL resize from it)."""
+PIL image kept until the first resize (against decode to an array, then a PIL resize from it),
+no mask read for labels-only samples."""
 
 import random
 
@@ -112,3 +113,13 @@ def test_the_pil_image_never_leaves_the_pipeline(root):
 def test_labels_only_wants_a_dataset_without_transform(root):
     with pytest.raises(ValueError, match="build the dataset without one"):
         LabelsOnly(build_dataset("voc", root, "train", transform=build_train_transform({})))
+
+
+def test_labels_only_reads_no_mask(root, monkeypatch):
+    base = build_dataset("voc", root, "train")
+    labels = [base.load_label(i) for i in IDS]  # known from here on
+    monkeypatch.setattr(base, "load_gt_mask", lambda i: pytest.fail("mask read"))
+    ds = LabelsOnly(base, build_train_transform({"crop": 16}))
+    for index, label in enumerate(labels):
+        s = ds[index]
+        assert s["mask"] is None and np.array_equal(s["label"].numpy(), label)

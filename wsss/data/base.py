@@ -142,13 +142,15 @@ class Dataset:
     def __getitem__(self, index):
         return apply_transform(self.transform, self.load_sample(index))
 
-    def load_sample(self, index):
+    def load_sample(self, index, with_mask=True):
         """The sample dict of ``index`` before the transform (what wrappers such as
-        :class:`wsss.data.maps.MapDataset` extend); its image is the decoded PIL image."""
+        :class:`wsss.data.maps.MapDataset` extend); its image is the decoded PIL image.
+        ``with_mask=False``: ``mask`` is None and no mask is read (but for a label not yet
+        known)."""
         image_id = self.ids[index]
         image = open_image(self.image_path(image_id))
-        gt = self.load_gt_mask(image_id) if self.mask_dir is None else None
-        mask = gt if self.mask_dir is None else self.load_mask(image_id)
+        gt = self.load_gt_mask(image_id) if with_mask and self.mask_dir is None else None
+        mask = None if not with_mask else gt if self.mask_dir is None else self.load_mask(image_id)
         h, w = image_hw(image)
         if mask is not None and mask.shape != (h, w):
             raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h} (W x H)",

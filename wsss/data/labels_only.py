@@ -1,8 +1,9 @@
 """Image-level supervision only: a dataset whose samples carry no pixel mask.
 
 CAM methods learn from image labels; :class:`LabelsOnly` derives each sample's label (the
-dataset reads it from the XML or the mask, as always) and then drops the mask BEFORE the
-transform, so no crop, flip or batch of a CAM method ever holds ground-truth pixels.
+dataset reads it from the XML or the mask, as always) and loads no mask (the dataset reads one
+only for a label it does not know yet), so no crop, flip or batch of a CAM method ever holds
+ground-truth pixels.
 """
 
 from .maps import raw_sample
@@ -28,6 +29,6 @@ class LabelsOnly:
         return len(self.dataset)
 
     def __getitem__(self, index):
-        sample = apply_transform(self.transform, {**raw_sample(self.dataset, index), "mask": None})
+        sample = apply_transform(self.transform, {**raw_sample(self.dataset, index, with_mask=False), "mask": None})
         sample["mask"] = None  # the transform's ToTensor fills an absent mask with 255: drop it
         return sample

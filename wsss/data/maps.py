@@ -156,11 +156,12 @@ class ValidMap(MapSource):
         return {self.name: np.ones(image_hw(sample["image"]), np.float32)}
 
 
-def raw_sample(dataset, index):
+def raw_sample(dataset, index, with_mask=True):
     """``dataset``'s sample before its transform (``load_sample``, its image still the decoded
-    PIL image, or ``dataset[index]`` when it has no transform)."""
+    PIL image, or ``dataset[index]`` when it has no transform); ``with_mask=False`` lets
+    ``load_sample`` skip the mask."""
     if hasattr(dataset, "load_sample"):
-        return dataset.load_sample(index)
+        return dataset.load_sample(index, with_mask=with_mask)
     if getattr(dataset, "transform", None) is None:
         return dataset[index]
     raise TypeError(f"{type(dataset).__name__} has a transform but no load_sample(index): maps attached "
@@ -189,9 +190,9 @@ class MapDataset:
     def __len__(self):
         return len(self.base)
 
-    def load_sample(self, index):
+    def load_sample(self, index, with_mask=True):
         """The base's untransformed sample (PIL image) with the sources' maps added."""
-        sample = dict(raw_sample(self.base, index))
+        sample = dict(raw_sample(self.base, index, with_mask))
         maps = dict(sample.get("maps") or {})
         for source in self.sources:
             maps.update(source(sample))
