@@ -1,6 +1,6 @@
 """The training data pipeline's shortcuts give the samples of the plain computation: the decoded
 PIL image kept until the first resize (against decode to an array, then a PIL resize from it),
-no mask read for labels-only samples."""
+no mask read for labels-only samples, C2AM-H hints read in float16 by ``read_npz``."""
 
 import random
 
@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from wsss.data import LabelsOnly, build_dataset
-from wsss.data.io import load_image, save_cam, save_index_png
+from wsss.data.io import load_cam, load_image, read_npz, save_cam, save_index_png
 from wsss.data.transforms import Compose, ResizeLong, build_train_transform
+from wsss.errors import DataError
 from wsss.saliency.datasets import CamHintDataset, build_saliency_transform
 
 H, W = 45, 61  # odd sides: the resizes round
@@ -123,3 +124,33 @@ def test_labels_only_reads_no_mask(root, monkeypatch):
     for index, label in enumerate(labels):
         s = ds[index]
         assert s["mask"] is None and np.array_equal(s["label"].numpy(), label)
+
+
+def test_read_npz_equals_np_load(root, tmp_path):
+    path = root / "cams" / "a.npz"
+    got = read_npz(path, ("keys", "cam", "hr_cam", "absent"))
+    with np.load(path) as z:
+        assert sorted(got) == sorted(z.files)
+        for k in z.files:
+            assert got[k].dtype == z[k].dtype and np.array_equal(got[k], z[k]) and got[k].flags.writeable
+    np.savez_compressed(tmp_path / "c.npz", keys=np.array([4]), hr_cam=np.ones((1, 3, 2), np.float16))
+    np.savez(tmp_path / "f.npz", keys=np.array([4]), hr_cam=np.asfortranarray(np.arange(12.0).reshape(1, 3, 4)))
+    for name in ("c", "f"):
+        with np.load(tmp_path / f"{name}.npz") as z:
+            assert all(np.array_equal(read_npz(tmp_path / f"{name}.npz", z.files)[k], z[k]) for k in z.files)
+
+
+def test_corrupt_cam_files_are_data_errors(root, tmp_path):
+    data = bytearray((root / "cams" / "a.npz").read_bytes())
+    flipped = tmp_path / "flipped.npz"
+    data[len(data) // 2] ^= 0xFF  # inside hr_cam's data
+    flipped.write_bytes(data)
+    with pytest.raises(DataError, match=r"flipped\.npz: cannot read CAM file \(Bad CRC-32"):
+        load_cam(flipped)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(data[:200])
+    with pytest.raises(DataError, match=r"truncated\.npz: cannot read CAM file"):
+        load_cam(truncated)
+    np.savez(tmp_path / "obj.npz", keys=np.array([1, None], dtype=object), hr_cam=np.zeros((1, 2, 2)))
+    with pytest.raises(DataError, match="Object arrays cannot be loaded"):
+        load_cam(tmp_path / "obj.npz")
