@@ -139,7 +139,8 @@ def resize_sample(sample, height, width):
         return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_CUBIC), im)
 
     def float_fn(m):
-        return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), m.astype(np.float32))
+        return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR),
+                             m.astype(np.float32, copy=False))
 
     return apply_geometric(sample, image_fn, lambda m: resize_nearest(m, height, width), float_fn)
 
@@ -554,7 +555,7 @@ class ToTensor:
 
         image = sample["image"]
         h, w = image.shape[:2]
-        img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+        img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
         mask = sample.get("mask")
         mask = np.full((h, w), IGNORE, dtype=np.int64) if mask is None else mask.astype(np.int64)
         out = dict(sample)
