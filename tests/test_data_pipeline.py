@@ -1,6 +1,6 @@
 """The training data pipeline's shortcuts give the samples of the plain computation: the decoded
 PIL image kept until the first resize (against decode to an array, then a PIL resize from it),
-no mask read for labels-only samples, C2AM-H hints read in float16 by ``read_npz``."""
+cv2's flips, no mask read for labels-only samples, C2AM-H hints read in float16 by ``read_npz``."""
 
 import random
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from wsss.data import LabelsOnly, build_dataset
 from wsss.data.io import load_cam, load_image, read_npz, save_cam, save_index_png
-from wsss.data.transforms import Compose, ResizeLong, build_train_transform
+from wsss.data.transforms import Compose, ResizeLong, build_train_transform, flip_lr
 from wsss.errors import DataError
 from wsss.saliency.datasets import CamHintDataset, build_saliency_transform
 
@@ -94,6 +94,14 @@ def test_ccam_samples_equal_the_array_pipeline(root):
             want["mask"] = None
             assert_same(got, want)
 
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int64, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 1), (5, 7, 3), (5, 7, 9)])
+def test_flip_lr_is_the_reversed_copy(dtype, shape):
+    a = (np.random.default_rng(0).random(shape) * 250).astype(dtype)
+    for arr in (a, a[:, 1:], np.asfortranarray(a)):
+        got = flip_lr(arr)
+        assert got.dtype == arr.dtype and got.flags.c_contiguous and np.array_equal(got, arr[:, ::-1])
 
 def test_the_pil_image_never_leaves_the_pipeline(root):
     base = build_dataset("voc", root, "train")
