@@ -235,17 +235,28 @@ def _stored_npy(buf, info):
         raise zipfile.BadZipFile(f"Bad magic number for file header of {info.filename!r}")
     if len(member) != info.file_size or zlib.crc32(member) != info.CRC:
         raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
-    fmt = np.lib.format
-    head = io.BytesIO(member[:12 + 10000])  # np.load refuses .npy headers over 10000 bytes
-    version = fmt.read_magic(head)
-    shape, fortran, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(head)
+    # the header: magic, version, its length (2 bytes in version 1, else 4), then the dict
+    v1 = member[6:7] == b"\x01"
+    size = (10 if v1 else 12) + int.from_bytes(member[8:10] if v1 else member[8:12], "little")
+    shape, fortran, dtype = _npy_header(bytes(member[:size]))
+    count = int(np.prod(shape, dtype=np.int64))
+    if size + count * dtype.itemsize > len(member):
+        raise ValueError(f"{info.filename}: the array data is truncated")
+    arr = np.frombuffer(buf, dtype, count, start + size)
+    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(head):
+    """(shape, fortran_order, dtype) of the ``.npy`` header ``head``, as numpy parses it (and
+    refuses it: over 10000 bytes, object arrays); cached: the CAM files of a data set share few."""
+    f = io.BytesIO(head)
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(f)
     if dtype.hasobject:
         raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
-    count = int(np.prod(shape, dtype=np.int64))
-    if head.tell() + count * dtype.itemsize > len(member):
-        raise ValueError(f"{info.filename}: the array data is truncated")
-    arr = np.frombuffer(buf, dtype, count, start + head.tell())
-    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+    return shape, fortran, dtype
 
 
 def load_cam(path, fields=CAM_FIELDS, dtype=np.float32):

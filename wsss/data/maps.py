@@ -18,6 +18,7 @@ Every file is checked when the dataset is built (a missing one is a DataError na
 every map's size when it is read (it must be the image's original size).
 """
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,8 @@ def hint_from_cam(cam, shape, path=None):
     import torch  # its float16 -> float32 cast is ~10x numpy's; both exact
 
     hr = np.require(hr, hr.dtype.newbyteorder("="), requirements="W")  # what torch.from_numpy takes
-    return torch.from_numpy(hr).float().amax(0).numpy()
+    # pairwise maxima: amax(0) is ~8x slower for one class, the usual case
+    return functools.reduce(torch.maximum, torch.from_numpy(hr).to(torch.float32, copy=True).unbind(0)).numpy()
 
 
 class MapSource:
