@@ -1,7 +1,9 @@
 """The training data pipeline alone, in one process: images / s of what one DataLoader worker
 does (read, decode, augment, collate) for a row of train_step.py, on wsss's side or the P-NOC
 reference's (built with the reference's own dataset and transform functions, as its training
-script builds them). Started by train_step.py; prints and writes one JSON object.
+script builds them; wsss's as ``wsss.stage.train_stage`` builds it, whose data check derives
+the image labels before the loader starts). Started by train_step.py; prints and writes one
+JSON object.
 
     python benchmarks/ref_pipeline.py --side wsss --row cam --data DATA --out OUT.json
     /tmp/refvenv/bin/python benchmarks/ref_pipeline.py --side ref --row cam --data DATA \
@@ -35,6 +37,14 @@ def reference_dataset(args):
 
 def wsss_dataset(args):
     sys.path.insert(0, str(ROOT))
+    dataset, collate = wsss_train_dataset(args)
+    from wsss.data.check import check_split
+
+    check_split(dataset)  # as train_stage does: the labels are known before the loader starts
+    return dataset, collate
+
+
+def wsss_train_dataset(args):
     from wsss.cams import METHODS
     from wsss.config import load_config
     from wsss.data import collate

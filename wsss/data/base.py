@@ -3,7 +3,8 @@
 A dataset subclasses :class:`Dataset` and implements ``image_path(id)``, ``gt_mask_path(id)``
 (``None`` when the image has no ground-truth mask) and ``load_label(id)``; the base class
 builds the sample dict of CONTRIBUTING.md, honours ``mask_dir`` (masks of another stage
-replace the ground truth) and checks image/mask sizes.
+replace the ground truth) and checks image/mask sizes. Until its transform, a sample holds the
+decoded PIL image (:func:`wsss.data.transforms.apply_transform`).
 """
 
 from pathlib import Path
@@ -13,7 +14,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
-from .io import load_image, load_mask
+from .io import image_hw, load_mask, open_image
+from .transforms import apply_transform
 
 DATASETS = Registry("dataset")
 
@@ -138,18 +140,19 @@ class Dataset:
         return load_mask(p)
 
     def __getitem__(self, index):
-        sample = self.load_sample(index)
-        return self.transform(sample) if self.transform is not None else sample
+        return apply_transform(self.transform, self.load_sample(index))
 
-    def load_sample(self, index):
+    def load_sample(self, index, with_mask=True):
         """The sample dict of ``index`` before the transform (what wrappers such as
-        :class:`wsss.data.maps.MapDataset` extend)."""
+        :class:`wsss.data.maps.MapDataset` extend); its image is the decoded PIL image.
+        ``with_mask=False``: ``mask`` is None and no mask is read (but for a label not yet
+        known)."""
         image_id = self.ids[index]
-        image = load_image(self.image_path(image_id))
-        gt = self.load_gt_mask(image_id) if self.mask_dir is None else None
-        mask = gt if self.mask_dir is None else self.load_mask(image_id)
-        if mask is not None and mask.shape != image.shape[:2]:
-            raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                            f"{image.shape[1]}x{image.shape[0]} (W x H)", path=self.mask_path(image_id),
-                            fix="regenerate the mask at the image's size")
+        image = open_image(self.image_path(image_id))
+        gt = self.load_gt_mask(image_id) if with_mask and self.mask_dir is None else None
+        mask = None if not with_mask else gt if self.mask_dir is None else self.load_mask(image_id)
+        h, w = image_hw(image)
+        if mask is not None and mask.shape != (h, w):
+            raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h} (W x H)",
+                            path=self.mask_path(image_id), fix="regenerate the mask at the image's size")
         return {"id": image_id, "image": image, "label": self.load_label(image_id, gt), "mask": mask, "maps": {}}

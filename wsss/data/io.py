@@ -13,11 +13,15 @@ Conventions (see CONTRIBUTING.md):
 
 import contextlib
 import functools
+import io
 import json
 import os
 import re
 import socket
+import struct
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -117,14 +121,26 @@ def _require(path, what):
     return path
 
 
-def load_image(path):
-    """Read an image as an RGB uint8 array (H, W, 3); clear error if missing or corrupt."""
+def open_image(path):
+    """Read an image as a decoded RGB PIL image; clear error if missing or corrupt. Datasets
+    keep it so until their transform's first resize (:mod:`wsss.data.transforms`)."""
     path = _require(path, "image")
     try:
         with Image.open(path) as im:
-            return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy
+            im.load()
+            return im if im.mode == "RGB" else im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot decode image ({e})", path=path, fix="re-download or remove this file") from None
+
+
+def load_image(path):
+    """Read an image as an RGB uint8 array (H, W, 3); clear error if missing or corrupt."""
+    return np.asarray(open_image(path))
+
+
+def image_hw(image):
+    """(H, W) of a sample's image, array or PIL image."""
+    return (image.height, image.width) if isinstance(image, Image.Image) else image.shape[:2]
 
 
 def load_mask(path):
@@ -188,10 +204,66 @@ def save_cam(path, keys, cam, hr_cam, cam_bg=None, hr_cam_bg=None):
             np.savez(f, keys=keys, **arrays)
 
 
-def load_cam(path, fields=CAM_FIELDS):
+#: a zip member's local header: signature ... file name length, extra field length (30 bytes)
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
+
+
+def read_npz(path, names):
+    """``{name: array}`` of the members ``names`` (those present) of an ``.npz`` file. The
+    file is read once into a writable buffer that the arrays of stored (uncompressed, as
+    ``np.savez`` writes them) members view: ``np.load`` copies each member once more, which
+    costs about as much as the read. Checked as zipfile checks them (central directory, local
+    header, CRC-32); object arrays are refused, as by ``np.load``."""
+    with open(path, "rb") as f:
+        with zipfile.ZipFile(f) as zf:
+            present = set(zf.namelist())
+            infos = {n: zf.getinfo(f"{n}.npy") for n in names if f"{n}.npy" in present}
+            packed = {n: np.lib.format.read_array(zf.open(i)) for n, i in infos.items()
+                      if i.compress_type != zipfile.ZIP_STORED}  # np.savez_compressed
+        buf = bytearray(os.fstat(f.fileno()).st_size)
+        f.seek(0)
+        f.readinto(buf)
+    return {n: packed[n] if n in packed else _stored_npy(buf, i) for n, i in infos.items()}
+
+
+def _stored_npy(buf, info):
+    """The array of the stored ``.npy`` member ``info`` of the zip file in ``buf``, viewed in place."""
+    sig, *_, name_len, extra_len = _LOCAL_HEADER.unpack_from(buf, info.header_offset)
+    start = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+    member = memoryview(buf)[start:start + info.file_size]
+    if sig != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"Bad magic number for file header of {info.filename!r}")
+    if len(member) != info.file_size or zlib.crc32(member) != info.CRC:
+        raise zipfile.BadZipFile(f"Bad CRC-32 for file {info.filename!r}")
+    # the header: magic, version, its length (2 bytes in version 1, else 4), then the dict
+    v1 = member[6:7] == b"\x01"
+    size = (10 if v1 else 12) + int.from_bytes(member[8:10] if v1 else member[8:12], "little")
+    shape, fortran, dtype = _npy_header(bytes(member[:size]))
+    count = int(np.prod(shape, dtype=np.int64))
+    if size + count * dtype.itemsize > len(member):
+        raise ValueError(f"{info.filename}: the array data is truncated")
+    arr = np.frombuffer(buf, dtype, count, start + size)
+    return arr.reshape(shape[::-1]).transpose() if fortran else arr.reshape(shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _npy_header(head):
+    """(shape, fortran_order, dtype) of the ``.npy`` header ``head``, as numpy parses it (and
+    refuses it: over 10000 bytes, object arrays); cached: the CAM files of a data set share few."""
+    f = io.BytesIO(head)
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(f)
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    return shape, fortran, dtype
+
+
+def load_cam(path, fields=CAM_FIELDS, dtype=np.float32):
     """Read a CAM file -> dict of ``keys`` (int64, 0-based foreground classes), ``hr_cam`` and,
-    when stored, ``cam``, ``cam_bg`` and ``hr_cam_bg`` (float32); only the arrays of ``fields`` are
-    read (``fields=("hr_cam",)`` skips the stride-4 maps).
+    when stored, ``cam``, ``cam_bg`` and ``hr_cam_bg`` (``dtype``; None keeps the stored one,
+    float16 in ``.npz``); only the arrays of ``fields`` are read (``fields=("hr_cam",)`` skips
+    the stride-4 maps).
 
     Accepted: ours (``.npz``); P-NOC's ``.npy`` dicts (``keys`` with a background key prepended
     and classes shifted by one, ``cam`` a pickled torch tensor); psa/ICAM/CPN/AEFT ``.npy`` dicts
@@ -206,8 +278,7 @@ def load_cam(path, fields=CAM_FIELDS):
         data = load_npy(path)  # raises DataError itself
     else:
         try:
-            with np.load(path) as z:
-                data = {k: z[k] for k in z.files if k == "keys" or k in fields}
+            data = read_npz(path, ("keys", *fields))
         except Exception as e:  # corrupt or truncated archive
             raise DataError(f"cannot read CAM file ({e})", path=path, fix="delete it and re-run inference") from None
     if not isinstance(data, dict):
@@ -221,7 +292,7 @@ def load_cam(path, fields=CAM_FIELDS):
     out = {"keys": np.asarray(data["keys"], dtype=np.int64)}
     for k in CAM_FIELDS:
         if k in data and k in fields:
-            out[k] = np.asarray(data[k], dtype=np.float32)
+            out[k] = np.asarray(data[k], dtype=dtype)
     if "hr_cam_bg" in out and "hr_cam" in out and out["hr_cam_bg"].shape != out["hr_cam"].shape[1:]:
         raise DataError(f"hr_cam_bg has shape {out['hr_cam_bg'].shape}, hr_cam {out['hr_cam'].shape}",
                         path=path, fix="re-run tools/infer_cam.py")

@@ -11,6 +11,12 @@ DataLoader worker (numpy's global generator is not, and would repeat augmentatio
 Padding of the image by :class:`RandomCrop`: a normalised (float) image is padded with 0, i.e.
 the ImageNet mean, as in Puzzle-CAM/P-NOC where the crop follows normalisation; a uint8 image
 is padded with the ImageNet mean in 0..255 (124, 116, 104), which normalises to ~0 as well.
+
+A dataset hands its transform the decoded PIL image (``load_sample``): :class:`Compose`
+converts it to the uint8 array before the first step without ``takes_pil`` (the resizes take
+it and resize in PIL directly: one PIL -> array copy per sample instead of three, the same
+pixels). Every other step sees the arrays of the sample contract.
+
 The training pipeline of :func:`build_train_transform` is
 ``ResizeLong -> HFlip -> RandAugment -> ColorJitter -> [before_normalize] -> Normalize ->
 RandomCrop -> [after_crop] -> ToTensor``, where the bracketed points take a method's own steps
@@ -27,6 +33,7 @@ from PIL import Image, ImageEnhance, ImageOps
 
 from ..errors import ConfigError
 from ..registry import Registry
+from .io import image_hw
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -34,19 +41,37 @@ MEAN_UINT8 = tuple(int(round(255 * m)) for m in IMAGENET_MEAN)
 IGNORE = 255
 
 
+def array_sample(sample):
+    """``sample`` with a PIL image (a dataset's decoded image) as the uint8 array (H, W, 3) of
+    the sample contract; any other sample as it is."""
+    image = sample["image"]
+    return {**sample, "image": np.asarray(image)} if isinstance(image, Image.Image) else sample
+
+
 class Compose:
-    """Apply transforms in order."""
+    """Apply transforms in order; a PIL image (a dataset's decoded image) is converted to the
+    array before the first transform without a true ``takes_pil`` attribute."""
 
     def __init__(self, transforms):
         self.transforms = list(transforms)
 
     def __call__(self, sample):
         for t in self.transforms:
+            if not getattr(t, "takes_pil", False):
+                sample = array_sample(sample)
             sample = t(sample)
-        return sample
+        return array_sample(sample)
 
     def __repr__(self):
         return "Compose(" + ", ".join(type(t).__name__ for t in self.transforms) + ")"
+
+
+def apply_transform(transform, sample):
+    """``transform(sample)`` of a dataset's untransformed sample: a :class:`Compose` takes it
+    as it is, any other transform (and ``None``) gets the image as the uint8 array."""
+    if not isinstance(transform, Compose):
+        sample = array_sample(sample)
+    return sample if transform is None else transform(sample)
 
 
 def is_index_map(arr):
@@ -84,7 +109,15 @@ def _cv2_channels(fn, arr):
         return fn(arr)
     parts = [fn(np.ascontiguousarray(arr[..., i:i + 4])) for i in range(0, arr.shape[2], 4)]
     parts = [p[..., None] if p.ndim == 2 else p for p in parts]
-    return np.concatenate(parts, axis=2)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+
+
+def flip_lr(arr):
+    """``arr`` (H, W[, K]) mirrored left-right, contiguous: cv2 for uint8 and float32 (~30x
+    numpy's reversed copy of an RGB image), numpy for other dtypes."""
+    if arr.dtype in (np.uint8, np.float32):
+        return _cv2_channels(lambda a: cv2.flip(a, 1), arr)
+    return np.ascontiguousarray(arr[:, ::-1])
 
 
 # --- geometric ---------------------------------------------------------------------------------
@@ -103,17 +136,19 @@ def resize_nearest(arr, height, width):
 
 
 def resize_sample(sample, height, width):
-    """Resize to (height, width): image bicubic (PIL for uint8), mask and index maps nearest,
-    float maps bilinear."""
+    """Resize to (height, width): image bicubic (PIL for uint8 arrays and PIL images), mask and
+    index maps nearest, float maps bilinear."""
     size = (int(width), int(height))
 
     def image_fn(im):
-        if im.dtype == np.uint8:
-            return np.asarray(Image.fromarray(im).resize(size, Image.BICUBIC))
+        if isinstance(im, Image.Image) or im.dtype == np.uint8:
+            pil = im if isinstance(im, Image.Image) else Image.fromarray(im)
+            return np.asarray(pil.resize(size, Image.BICUBIC))
         return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_CUBIC), im)
 
     def float_fn(m):
-        return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR), m.astype(np.float32))
+        return _cv2_channels(lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR),
+                             m.astype(np.float32, copy=False))
 
     return apply_geometric(sample, image_fn, lambda m: resize_nearest(m, height, width), float_fn)
 
@@ -121,17 +156,19 @@ def resize_sample(sample, height, width):
 class ResizeLong:
     """Resize so the long side is a random integer in [lo, hi] (inclusive); aspect ratio kept."""
 
+    takes_pil = True
+
     def __init__(self, lo, hi=None):
         self.lo, self.hi = int(lo), int(lo if hi is None else hi)
         if not 0 < self.lo <= self.hi:
             raise ConfigError(f"ResizeLong needs 0 < lo <= hi, got ({lo}, {hi})")
 
     def __call__(self, sample):
-        h, w = sample["image"].shape[:2]
+        h, w = image_hw(sample["image"])
         scale = random.randint(self.lo, self.hi) / max(h, w)
         nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
         if (nh, nw) == (h, w):
-            return sample
+            return sample  # a PIL image stays one: Compose converts it for the next step
         return resize_sample(sample, nh, nw)
 
 
@@ -183,8 +220,7 @@ class HFlip:
     def __call__(self, sample):
         if random.random() >= self.p:
             return sample
-        flip = lambda a: np.ascontiguousarray(a[:, ::-1])  # noqa: E731
-        return apply_geometric(sample, flip, flip, flip)
+        return apply_geometric(sample, flip_lr, flip_lr, flip_lr)
 
 
 # --- photometric -------------------------------------------------------------------------------
@@ -526,7 +562,7 @@ class ToTensor:
 
         image = sample["image"]
         h, w = image.shape[:2]
-        img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+        img = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32, copy=False)
         mask = sample.get("mask")
         mask = np.full((h, w), IGNORE, dtype=np.int64) if mask is None else mask.astype(np.int64)
         out = dict(sample)

@@ -50,6 +50,8 @@ class SaliencyTargetDataset(MapDataset):
 class SquareResize:
     """Resize image, mask and maps to ``size`` x ``size`` (C2AM's training resize)."""
 
+    takes_pil = True
+
     def __init__(self, size):
         self.size = int(size)
 
