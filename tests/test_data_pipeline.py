@@ -103,6 +103,7 @@ def test_flip_lr_is_the_reversed_copy(dtype, shape):
         got = flip_lr(arr)
         assert got.dtype == arr.dtype and got.flags.c_contiguous and np.array_equal(got, arr[:, ::-1])
 
+
 def test_the_pil_image_never_leaves_the_pipeline(root):
     base = build_dataset("voc", root, "train")
     assert isinstance(base.load_sample(0)["image"], Image.Image)
