@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: on a fresh checkout, build the synthetic benchmark and run the whole pipeline on
-# it on the CPU: 1-priors (ordinary classifier + P-NOC), 2-saliency (C2AM-H + PoolNet), 3-rw
+# it on the CPU: 1-priors (ordinary classifier + P-NOC), 2-saliency (C2AM-H; PoolNet skipped), 3-rw
 # (affinity labels, AffinityNet, random walk), 4-segmentation (DeepLab v3+, with and without
 # dCRF); then write experiments/demo/report.md and experiments/demo/summary.json.
 #
