@@ -49,7 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.priors_synthetic import ground_truth, score as cam_coverage  # noqa: E402
+from benchmarks.priors_synthetic import ground_truth, score as cam_coverage, score_labels  # noqa: E402
 from benchmarks.stage_run import run_record, sh  # noqa: E402
 from wsss.cams import METHODS  # noqa: E402
 from wsss.cli import run_main  # noqa: E402
@@ -65,7 +65,7 @@ DEFINITIONS = {
     "cam_miou": "val CAM mIoU (%) at the best background threshold of the sweep 0.05..0.95 (runner 1, "
                 "tools/evaluate.py --mode cam; the threshold is tuned on val's ground truth, the usual protocol "
                 "for priors)",
-    "cam_threshold": "that threshold",
+    "cam_threshold": "that threshold (none for CAMs scored against their method's stored background, e.g. ICAM)",
     "fg_recall": "(%) val ground-truth object pixels predicted as any foreground class at that threshold",
     "contour_f": "contour F-score (%) of the CAM label maps at that threshold (icam definition)",
     "saliency_miou": "C2AM-H fg/bg mIoU (%) on val (0/255 masks; the activations feed the affinity labels)",
@@ -187,13 +187,18 @@ def collect(method, args, gt_cache):
             meta = json.loads((Path(args.data) / "meta.json").read_text())["config"]
             gts, parts = ground_truth(dataset, meta, "val")
             gt_cache.update(dataset=dataset, gts=gts, parts=parts)
-        thresholds = [float(c["threshold"]) for c in cam["curve"]]
-        full = cam_coverage(priors / "cams" / "val", gt_cache["dataset"], gt_cache["gts"], gt_cache["parts"],
-                            thresholds)
-        coverage = {k: full[k] for k in ("miou", "threshold", "fg_recall", "fg_precision", "part_recall",
-                                         "body_recall")}
+        if "curve" in cam:
+            thresholds = [float(c["threshold"]) for c in cam["curve"]]
+            full = cam_coverage(priors / "cams" / "val", gt_cache["dataset"], gt_cache["gts"], gt_cache["parts"],
+                                thresholds)
+            coverage = {k: full[k] for k in ("miou", "threshold", "fg_recall", "fg_precision", "part_recall",
+                                             "body_recall")}
+        else:  # CAMs with their method's stored background: scored against it, no sweep
+            labels = score_labels(priors / "cams" / "val", gt_cache["dataset"], gt_cache["gts"])
+            coverage = {"miou": labels["miou"], "threshold": None, "fg_recall": labels["fg_recall"],
+                        "fg_precision": labels["fg_precision"], "part_recall": None, "body_recall": None}
         write_json(coverage_path, coverage)
-    row = {"cam_miou": round(cam["miou"], 2), "cam_threshold": cam["threshold"],
+    row = {"cam_miou": round(cam["miou"], 2), "cam_threshold": cam.get("threshold"),
            "fg_recall": coverage["fg_recall"], "fg_precision": coverage["fg_precision"],
            "part_recall": coverage["part_recall"], "body_recall": coverage["body_recall"],
            "contour_f": None if cam.get("contour_f") is None else round(cam["contour_f"]["mean_f"], 2)}

@@ -27,7 +27,8 @@
 #   EVAL_SPLITS  splits whose pseudo masks are scored (must be in TRAIN_SPLIT or get CAMs)  [train]
 #   RW_THRESHOLD background score of the pseudo masks, or "best" = the best threshold of a sweep of
 #                the walked scores on TRAIN_SPLIT's ground truth (tuned on ground truth, as the CAM
-#                thresholds are; P-NOC sweeps it too before fixing 0.3)   [the config's infer.bg_threshold]
+#                thresholds are; P-NOC sweeps it too before fixing 0.3; CAMs that store their own
+#                background have no sweep: their walked background decides)  [the config's infer.bg_threshold]
 #   OVERRIDES    extra key=value config overrides, space-separated
 #   POSTPROCESS  rw = the above; none = pseudo masks straight from the CAMs (their stored background,
 #                else CAM_THRESHOLD), for methods whose inference is their post-processing (SP-CAM's
@@ -104,9 +105,15 @@ elif [ "$POSTPROCESS" = rw ]; then
     fi
     RW_THRESHOLD=$(cat "$EXP/threshold.txt")
     CRF=$(config_value "$EXP/config.yaml" infer.crf.preset)
-    echo "[3-rw] pseudo masks of $TRAIN_SPLIT at the sweep's threshold $RW_THRESHOLD -> $EXP/pseudo/$TRAIN_SPLIT"
+    if [ "$RW_THRESHOLD" = stored ]; then  # the CAMs' own background was walked with the classes (ICAM, ...)
+      THRESHOLD=()
+      echo "[3-rw] pseudo masks of $TRAIN_SPLIT against the walked stored background -> $EXP/pseudo/$TRAIN_SPLIT"
+    else
+      THRESHOLD=(--threshold "$RW_THRESHOLD")
+      echo "[3-rw] pseudo masks of $TRAIN_SPLIT at the sweep's threshold $RW_THRESHOLD -> $EXP/pseudo/$TRAIN_SPLIT"
+    fi
     "$PY" tools/make_pseudo_masks.py --data "$DATA_ROOT" --split "$TRAIN_SPLIT" --scores "$EXP/rw/$TRAIN_SPLIT" \
-      --threshold "$RW_THRESHOLD" --crf "${CRF:-none}" --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}"
+      "${THRESHOLD[@]}" --crf "${CRF:-none}" --out "$EXP/pseudo/$TRAIN_SPLIT" --workers "$WORKERS" "${FORCE[@]}"
   else
     echo "[3-rw] pseudo masks of $TRAIN_SPLIT -> $EXP/pseudo/$TRAIN_SPLIT"
     "${LAUNCH[@]}" tools/infer_rw.py --exp "$EXP" --split "$TRAIN_SPLIT" --data "$DATA_ROOT" --cams "$CAMS" \

@@ -6,6 +6,7 @@
 #   config_value CONFIG dotted.key   the value of a key after _base_ inheritance (empty if unset)
 #   json_value JSON KEY                 a top-level value of a JSON file (empty if absent)
 #   save_best_threshold EVAL_JSON TXT   the sweep's best threshold of a tools/evaluate.py result -> TXT
+#                                       ("stored" for maps scored against their stored background)
 VENV=${WSSS_VENV:-.venv}
 if [ -x "$VENV/bin/python" ]; then PY=$VENV/bin/python; else PY=${PYTHON:-python}; fi
 EXIT_PREEMPTED=75  # wsss.errors.EXIT_PREEMPTED: stopped by SIGTERM/SIGUSR1, state saved, rerun resumes
@@ -48,7 +49,9 @@ json_value() {
   "$PY" -c "import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print('' if v is None else v)" "$1" "$2"
 }
 
-save_best_threshold() {  # atomically, so an interrupted run never leaves a half-written threshold
-  "$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['threshold'])" "$1" > "$2.tmp"
+save_best_threshold() {  # atomically, so an interrupted run never leaves a half-written threshold;
+  # "stored" when the evaluation swept nothing (its maps carry their method's own background)
+  "$PY" -c "import json, sys; t = json.load(open(sys.argv[1])).get('threshold'); print('stored' if t is None else t)" \
+    "$1" > "$2.tmp"
   mv "$2.tmp" "$2"
 }
