@@ -149,8 +149,11 @@ class Dataset:
         known)."""
         image_id = self.ids[index]
         image = open_image(self.image_path(image_id))
-        gt = self.load_gt_mask(image_id) if with_mask and self.mask_dir is None else None
-        mask = None if not with_mask else gt if self.mask_dir is None else self.load_mask(image_id)
+        gt = mask = None
+        if with_mask and self.mask_dir is None:
+            gt = mask = self.load_gt_mask(image_id)
+        elif with_mask:
+            mask = self.load_mask(image_id)
         h, w = image_hw(image)
         if mask is not None and mask.shape != (h, w):
             raise DataError(f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {w}x{h} (W x H)",
