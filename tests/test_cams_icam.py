@@ -12,6 +12,7 @@ from scipy import stats
 from wsss.cams import build_method
 from wsss.cams.icam import keep_argmax, label_condition, probs_to_logits, sample_probs, seam_pcm_input
 from wsss.engine import StepContext
+from wsss.errors import ConfigError
 from wsss.metrics import cam_to_labels
 
 C = 2  # foreground classes of the hand cases
@@ -173,6 +174,13 @@ def test_total_loss_weights_every_term_as_the_reference():
         t = tiny_icam(num_samples=4, **opts)
         t.net = StubNet({(10, 10): o1, (3, 3): o2})
         assert float(t.training_step(batch, StepContext())[gone]) == 0
+    # ablation weights of the PCM terms: the total drops exactly the weighted terms
+    t = tiny_icam(num_samples=4, fs_sigma=1.0, rv_weight=0.0, eq_weight=0.5)
+    t.net = StubNet({(10, 10): o1, (3, 3): o2})
+    part = t.training_step(batch, StepContext())
+    expected = 0.2 * part["gap"] + 0.8 * part["is"] + 0.5 * (part["er"] + part["ecr"]) + 0.5 * part["fs"]
+    assert float(part["loss"]) == pytest.approx(float(expected), rel=1e-6)
+    assert float(part["rv"]) == pytest.approx(float(out["rv"]), rel=1e-6)  # reported, not weighted
 
 
 def test_label_condition_and_argmax_rule_by_hand():
@@ -247,3 +255,15 @@ def test_pcm_input_option_and_network_outputs():
     out = task.net(torch.randn(1, 3, 32, 32))
     out["rv_probs"][:, 1].sum().backward()
     assert task.net.fc8.weight.grad is None and task.net.pcm.f9.weight.grad.abs().sum() > 0
+
+
+def test_infer_heads_option_picks_the_maps():
+    """cam_forward: 0.5 p + 0.5 p_rv (the reference), p alone, p_rv alone; unknown names refused."""
+    o = view_outputs(0.5, [0.3, 0.2], 0.1, [0.6, 0.3], logits=[0, 0, 0])
+    for heads, want in (("mean", [0.3, 0.45, 0.25]), ("cam", [0.5, 0.3, 0.2]), ("rv", [0.1, 0.6, 0.3])):
+        task = tiny_icam(infer_heads=heads)
+        task.net = StubNet({(2, 3): o})
+        got = task.cam_forward(torch.zeros(1, 3, 2, 3))
+        torch.testing.assert_close(got, const_map(want, 2, 3))
+    with pytest.raises(ConfigError, match="infer_heads"):
+        tiny_icam(infer_heads="max")

@@ -42,6 +42,7 @@ from .pcm import PCM, PCMFeatures, resize_to
 PCM_TAPS = {"resnet38d": ("b5_pre", "b6_pre")}
 DEFAULT_PCM_TAPS = ("c3", "c4")
 PCM_INPUTS = ("logits", "seam")
+INFER_HEADS = {"mean": (0.5, 0.5), "cam": (1.0, 0.0), "rv": (0.0, 1.0)}  # weights of p and p_rv
 
 
 def probs_to_logits(p, eps=1e-3):
@@ -155,6 +156,9 @@ class ICAM(CAMMethod):
                                  "else c3/c4)"),
         "pcm_widths": Option([64, 128], "widths of f8_3 / f8_4"),
         "pcm_embed": Option(192, "width of f9, the PCM embedding"),
+        "rv_weight": Option(1.0, "weight of the revised-CAM terms R1 + R2 (ablation; the reference: 1)"),
+        "eq_weight": Option(1.0, "weight of the equivariance terms ER + ECR (ablation; the reference: 1)"),
+        "infer_heads": Option("mean", "inference maps: mean (0.5 p + 0.5 p_rv, the reference), cam (p) or rv (p_rv)"),
     }
 
     def __init__(self, cfg, num_classes):
@@ -168,6 +172,10 @@ class ICAM(CAMMethod):
         self.fs = {"mu": float(o["fs_mu"]), "sigma": float(o["fs_sigma"]), "chunk": int(o["fs_chunk"]),
                    "window": None if o["fs_window"] is None else float(o["fs_window"])}
         self.fs_weight = float(o["fs_weight"])
+        self.rv_weight, self.eq_weight = float(o["rv_weight"]), float(o["eq_weight"])
+        if o["infer_heads"] not in INFER_HEADS:
+            raise ConfigError(f"method.infer_heads={o['infer_heads']!r}", fix=f"use one of {', '.join(INFER_HEADS)}")
+        self.infer_heads = o["infer_heads"]
         augment = self.cfg.get("augment") or {}
         self.mean, self.std = augment.get("mean", IMAGENET_MEAN), augment.get("std", IMAGENET_STD)
         model = self.cfg.get("model") or {}
@@ -221,15 +229,18 @@ class ICAM(CAMMethod):
         rv = t1["rv"] + t2["rv"]
         er, ecr = self.equivariance_terms(o1, o2)
         fs = self.feature_similarity(x1, o1["probs"]) if self.fs_weight else zero
-        loss = (1 - self.loss_weight) * gap + self.loss_weight * isam + rv + er + ecr + self.fs_weight * fs
+        loss = ((1 - self.loss_weight) * gap + self.loss_weight * isam + self.rv_weight * rv
+                + self.eq_weight * (er + ecr) + self.fs_weight * fs)
         return {"loss": loss, "gap": gap.detach(), "is": isam.detach(), "rv": rv.detach(), "er": er.detach(),
                 "ecr": ecr.detach(), "fs": fs.detach()}
 
     # ---------------------------------------------------------------- inference
     def cam_forward(self, images):
-        """The mean of the two heads, 0.5 p + 0.5 p_rv (N, C+1, h, w), not label-conditioned."""
+        """The mean of the two heads, 0.5 p + 0.5 p_rv (N, C+1, h, w), not label-conditioned
+        (``method.infer_heads``: p or p_rv alone instead)."""
         out = self.net(images)
-        return 0.5 * out["probs"] + 0.5 * out["rv_probs"]
+        a, b = INFER_HEADS[self.infer_heads]
+        return a * out["probs"] + b * out["rv_probs"]
 
     def view_maps(self, images, labels):
         """0.5 p + 0.5 p_rv conditioned on the views' labels (background channel first)."""
