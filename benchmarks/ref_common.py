@@ -3,11 +3,12 @@
 timed, and how its timings are summarised.
 
 The references run from copies OUTSIDE this repository (never committed), with their own
-Python environment; see benchmarks/README.md ("Against the reference implementations") for how
-to make them. Defaults: ``--refs /tmp/ref`` holding ``PNOC/`` (lucasdavid/PNOC @ 6c8950a),
-``shims/`` (stand-ins for torchvision and wandb, which cannot be installed for this CPU torch)
-and ``--ref-python /tmp/refvenv/bin/python`` (same torch as wsss, plus the references' extra
-packages: scikit-learn, matplotlib, pandas).
+Python environment, both made by ``python benchmarks/ref_setup.py`` (see benchmarks/README.md,
+"Against the reference implementations"). Defaults: ``--refs /tmp/ref`` holding ``PNOC/``
+(lucasdavid/PNOC @ 6c8950a), ``icam/``, ``CPN/``, ``AEFT/`` and ``shims/`` (a link to
+benchmarks/ref_shims: stand-ins for torchvision, wandb and mxnet, which cannot be installed for
+this CPU torch) and ``--ref-python /tmp/refvenv/bin/python`` (same torch as wsss, plus the
+references' extra packages: scikit-learn, matplotlib, pandas, tensorboardX).
 """
 
 import json
@@ -37,7 +38,9 @@ def check_references(args):
                            Path(args.ref_python)) if not p.exists()]
     if missing:
         raise SystemExit(f"reference setup missing: {', '.join(map(str, missing))}\n"
-                         "make it as benchmarks/README.md says (section 'Against the reference implementations')")
+                         "make it with: python benchmarks/ref_setup.py "
+                         f"--refs {args.refs} --ref-python {args.ref_python}\n"
+                         "(see benchmarks/README.md, section 'Against the reference implementations')")
     return pnoc
 
 
