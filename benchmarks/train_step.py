@@ -45,9 +45,10 @@ ROWS = ("cam", "pnoc", "ccamh")
 #: colour jitter, then the crop), timed by optimizer steps; the wsss side trains the same method with
 #: its VOC config (ResNet-38d) at the bench crop, batch and workers
 PSA_ROWS = {
-    "icam": {"repo": "icam", "script": "train_cam.py", "cpu": True},
-    "cpn": {"repo": "CPN", "script": "train_cpn.py", "cpu": True},
-    "aeft": {"repo": "AEFT", "script": "train.py", "cpu": False},  # hard-codes CUDA (model device 'cuda')
+    "icam": {"repo": "icam", "github": "arvijj/icam", "script": "train_cam.py", "cpu": True},
+    "cpn": {"repo": "CPN", "github": "Ferenas/CPN", "script": "train_cpn.py", "cpu": True},
+    # hard-codes CUDA (model device 'cuda')
+    "aeft": {"repo": "AEFT", "github": "KAIST-vilab/AEFT", "script": "train.py", "cpu": False},
 }
 
 
@@ -310,6 +311,11 @@ def main(argv=None):
                               f"{r['images_per_s']:8.3f} img/s  (load {r['load_before']})", flush=True)
                 key = f"{row}/{mode}" + ("" if precision == "cpu" else f"/{precision}")
                 result["rows"][key] = {**summarise(runs), "all": runs}
+                if row in PSA_ROWS:  # its own reference, not P-NOC (settings: batch, crop, workers only)
+                    ref = PSA_ROWS[row]
+                    result["rows"][key]["reference"] = {
+                        "repo": ref["github"], "commit": reference_commit(Path(args.refs) / ref["repo"]),
+                        "network": "ResNet-38d on both sides, random init"}
                 ratio = result["rows"][key].get("ratio")
                 print(f"== {key}: ratio wsss/ref {ratio if ratio is not None else '-'}", flush=True)
     write_result(result, "train_step.py", argv, args.out, args.merge)
