@@ -22,7 +22,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = Path(__file__).resolve().parent / "ref_harness.py"
-PNOC_COMMIT = "6c8950a18e9289a3498a17cd2e321a8b3a54423c"
+#: name (folder under --refs) -> (GitHub repository, commit the benchmarks were recorded at, a file they run)
+REFERENCES = {
+    "PNOC": ("lucasdavid/PNOC", "6c8950a18e9289a3498a17cd2e321a8b3a54423c", "scripts/cam/train_pnoc.py"),
+    "icam": ("arvijj/icam", "5f04fdc97433abccbdb90533fd6a2719240a826c", "train_cam.py"),
+    "CPN": ("Ferenas/CPN", "aca29f3ac3e23345125c4fd52c83441e5185c1b2", "train_cpn.py"),
+    "AEFT": ("KAIST-vilab/AEFT", "dc81899b30cff6ba5e84c9354abf803209f0ba45", "train.py"),
+}
+PNOC_COMMIT = REFERENCES["PNOC"][1]
 
 
 def add_reference_args(ap):

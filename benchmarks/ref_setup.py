@@ -30,14 +30,9 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from ref_common import REFERENCES
+
 SHIMS = Path(__file__).resolve().parent / "ref_shims"
-#: name -> (GitHub repository, commit the benchmarks were recorded at, a file the benchmarks run)
-REFERENCES = {
-    "PNOC": ("lucasdavid/PNOC", "6c8950a18e9289a3498a17cd2e321a8b3a54423c", "scripts/cam/train_pnoc.py"),
-    "icam": ("arvijj/icam", "5f04fdc97433abccbdb90533fd6a2719240a826c", "train_cam.py"),
-    "CPN": ("Ferenas/CPN", "aca29f3ac3e23345125c4fd52c83441e5185c1b2", "train_cpn.py"),
-    "AEFT": ("KAIST-vilab/AEFT", "dc81899b30cff6ba5e84c9354abf803209f0ba45", "train.py"),
-}
 #: imported by the references, not installed with wsss (pip names; import names for the check)
 EXTRA_PACKAGES = {"scikit-learn": "sklearn", "matplotlib": "matplotlib", "pandas": "pandas",
                   "tensorboardX": "tensorboardX"}

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ref_common import (PNOC_COMMIT, ROOT, add_reference_args, check_references, harness_cmd,  # noqa: E402
+from ref_common import (PNOC_COMMIT, REFERENCES, ROOT, add_reference_args, check_references, harness_cmd,  # noqa: E402
                         install_split_lists, item_seconds, machine, median, reference_commit, reference_env,
                         run, write_result, wsss_env)
 from ref_data import make_bench_set  # noqa: E402
@@ -45,10 +45,9 @@ ROWS = ("cam", "pnoc", "ccamh")
 #: colour jitter, then the crop), timed by optimizer steps; the wsss side trains the same method with
 #: its VOC config (ResNet-38d) at the bench crop, batch and workers
 PSA_ROWS = {
-    "icam": {"repo": "icam", "github": "arvijj/icam", "script": "train_cam.py", "cpu": True},
-    "cpn": {"repo": "CPN", "github": "Ferenas/CPN", "script": "train_cpn.py", "cpu": True},
-    # hard-codes CUDA (model device 'cuda')
-    "aeft": {"repo": "AEFT", "github": "KAIST-vilab/AEFT", "script": "train.py", "cpu": False},
+    "icam": {"repo": "icam", "script": "train_cam.py", "cpu": True},
+    "cpn": {"repo": "CPN", "script": "train_cpn.py", "cpu": True},
+    "aeft": {"repo": "AEFT", "script": "train.py", "cpu": False},  # hard-codes CUDA (model device 'cuda')
 }
 
 
@@ -283,7 +282,7 @@ def main(argv=None):
     precisions = ["cpu"] if args.device == "cpu" else (args.precisions or "fp32").split(",")
     result = {"settings": {**s, "warmup_steps": args.warmup, "timed_steps": args.steps, "repeats": args.repeats,
                            "device": args.device, "data": "ref_data.py: 500x375 JPEG, 128 train images"},
-              "reference": {"repo": "lucasdavid/PNOC", "commit": reference_commit(pnoc), "expected": PNOC_COMMIT},
+              "reference": {"repo": REFERENCES["PNOC"][0], "commit": reference_commit(pnoc), "expected": PNOC_COMMIT},
               "machine": machine(), "rows": {}}
     for row in args.rows:
         for precision in precisions:
@@ -312,9 +311,10 @@ def main(argv=None):
                 key = f"{row}/{mode}" + ("" if precision == "cpu" else f"/{precision}")
                 result["rows"][key] = {**summarise(runs), "all": runs}
                 if row in PSA_ROWS:  # its own reference, not P-NOC (settings: batch, crop, workers only)
-                    ref = PSA_ROWS[row]
+                    folder = PSA_ROWS[row]["repo"]
+                    github, expected, _ = REFERENCES[folder]
                     result["rows"][key]["reference"] = {
-                        "repo": ref["github"], "commit": reference_commit(Path(args.refs) / ref["repo"]),
+                        "repo": github, "commit": reference_commit(Path(args.refs) / folder), "expected": expected,
                         "network": "ResNet-38d on both sides, random init"}
                 ratio = result["rows"][key].get("ratio")
                 print(f"== {key}: ratio wsss/ref {ratio if ratio is not None else '-'}", flush=True)

@@ -243,7 +243,7 @@ class ICAM(CAMMethod):
         return a * out["probs"] + b * out["rv_probs"]
 
     def view_maps(self, images, labels):
-        """0.5 p + 0.5 p_rv conditioned on the views' labels (background channel first)."""
+        """:meth:`cam_forward`'s maps conditioned on the views' labels (background channel first)."""
         return label_condition(self.cam_forward(images), labels.to(images.device))
 
     def combine(self, maps):
